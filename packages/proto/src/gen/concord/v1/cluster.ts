@@ -146,7 +146,8 @@ export interface GetRingResponse {
    * Virtual nodes per group. The token of virtual node i of group g is the first 8 bytes (big
    * endian, unsigned) of SHA-256("<g>#<i>"); a key's token is the first 8 bytes of SHA-256(key
    * as UTF-8); the key belongs to the group of the first virtual node whose token is >= the key's
-   * token, wrapping to the lowest token (ties: lower group id first). See docs/architecture.md.
+   * token, wrapping to the lowest token (ties: lower group id by UTF-8 bytes first). The exact
+   * algorithm and test vectors are in docs/ring-hash.md.
    */
   vnodesPerGroup: number;
   /** The hash function's name, "sha256-be64"; clients refuse a ring with a hash they do not know. */
