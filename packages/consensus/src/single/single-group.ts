@@ -53,7 +53,9 @@ export class SingleGroup<Result> implements ConsensusGroup<Result> {
   private readonly pending: PendingEntry<Result>[] = [];
   /** WAL position of recent entries, to know which segments a snapshot makes obsolete. */
   private readonly positions = new Map<number, WalPosition>();
-  private snapshotInFlight: Promise<void> | undefined;
+  /** Tail of the queue of snapshot writes (see snapshotNow). */
+  private snapshotChain: Promise<void> = Promise.resolve();
+  private autoSnapshotPending = false;
   private failure: unknown;
   private stopped = false;
   private readonly snapshotEvery: number;
@@ -128,11 +130,12 @@ export class SingleGroup<Result> implements ConsensusGroup<Result> {
       if (entry.position) this.positions.set(entry.index, entry.position);
       entry.resolve({ kind: 'applied', index: entry.index, result });
     }
-    if (this.appliedIndex - this.snapshotIndex >= this.snapshotEvery && !this.snapshotInFlight) {
-      this.snapshotInFlight = this.snapshotNow()
+    if (this.appliedIndex - this.snapshotIndex >= this.snapshotEvery && !this.autoSnapshotPending) {
+      this.autoSnapshotPending = true;
+      this.snapshotNow()
         .catch((error: unknown) => this.fail(error))
         .finally(() => {
-          this.snapshotInFlight = undefined;
+          this.autoSnapshotPending = false;
         });
     }
   }
@@ -155,7 +158,19 @@ export class SingleGroup<Result> implements ConsensusGroup<Result> {
     return Promise.resolve({ kind: 'rejected', reason: 'the single engine has exactly one member; use raft to change membership' });
   }
 
-  async snapshotNow(): Promise<void> {
+  /**
+   * Snapshots run one after another: concurrent writers of one snapshot path would share its temp
+   * file, and a later snapshot renamed before an earlier one could leave an older state on disk
+   * than the log segments it already compacted.
+   */
+  snapshotNow(): Promise<void> {
+    const run = this.snapshotChain.then(() => this.writeSnapshot());
+    // The chain itself must not stay rejected, or every later snapshot would fail too.
+    this.snapshotChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeSnapshot(): Promise<void> {
     const wal = this.requireStarted();
     const index = this.appliedIndex;
     if (index === this.snapshotIndex) return;
@@ -188,7 +203,7 @@ export class SingleGroup<Result> implements ConsensusGroup<Result> {
     if (this.stopped) return;
     this.stopped = true;
     // Let in-flight appends finish so their proposers get an answer, then close the log.
-    await this.snapshotInFlight;
+    await this.snapshotChain;
     await this.wal?.close();
     for (const entry of this.pending.splice(0)) entry.resolve({ kind: 'dropped', reason: 'group stopped' });
   }

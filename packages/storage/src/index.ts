@@ -1,0 +1,3 @@
+export { WriteAheadLog, WalCorruptionError, DEFAULT_MAX_RECORD_BYTES, DEFAULT_SEGMENT_BYTES } from './wal.js';
+export type { WalOptions, WalPosition, WalRecord, WalOpenResult, WalStats } from './wal.js';
+export { writeSnapshotAtomic, readSnapshot, SnapshotCorruptionError } from './snapshot.js';
