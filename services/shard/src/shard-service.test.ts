@@ -1,0 +1,224 @@
+// The handlers against a scripted consensus group: how each ProposeOutcome and ReadBarrierOutcome
+// becomes a gRPC status, which a real single-replica group never produces. The end-to-end behaviour
+// over gRPC is in shard-node.test.ts.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { status } from '@grpc/grpc-js';
+import { ReadConsistency } from '@concord/proto/common';
+import { ShardGetRequest, ShardPutRequest, ShardScanRequest, type ShardCommandResult } from '@concord/proto/shard';
+import type {
+  ConsensusGroup,
+  ConsensusStatus,
+  MembershipOutcome,
+  ProposeOutcome,
+  ReadBarrierOutcome,
+} from '@concord/consensus';
+import { HashRing } from '@concord/ring';
+import { ServiceError } from '@concord/runtime';
+import { KvStateMachine } from './kv-state-machine.js';
+import { ShardHandlers, quoteKey } from './shard-service.js';
+
+/** A group that applies proposals to the state machine unless told to answer otherwise. */
+class ScriptedGroup implements ConsensusGroup<ShardCommandResult> {
+  readonly engine = 'single' as const;
+  nextIndex = 1;
+  proposeOverride: ProposeOutcome<ShardCommandResult> | undefined;
+  barrier: ReadBarrierOutcome = { kind: 'ready', index: 0 };
+  barriers = 0;
+
+  constructor(private readonly stateMachine: KvStateMachine) {}
+
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+  propose(command: Uint8Array): Promise<ProposeOutcome<ShardCommandResult>> {
+    if (this.proposeOverride !== undefined) return Promise.resolve(this.proposeOverride);
+    const index = this.nextIndex++;
+    return Promise.resolve({ kind: 'applied', index, result: this.stateMachine.apply(command, index) });
+  }
+  readBarrier(): Promise<ReadBarrierOutcome> {
+    this.barriers++;
+    return Promise.resolve(this.barrier);
+  }
+  changeMembership(): Promise<MembershipOutcome> {
+    return Promise.resolve({ kind: 'rejected', reason: 'not scripted' });
+  }
+  snapshotNow(): Promise<void> {
+    return Promise.resolve();
+  }
+  status(): ConsensusStatus {
+    return {
+      engine: 'single',
+      memberId: 'g1-1',
+      role: 'follower',
+      term: 3,
+      commitIndex: this.nextIndex - 1,
+      appliedIndex: this.nextIndex - 1,
+      snapshotIndex: 0,
+      leaderId: 'g1-0',
+      leaderAddress: '10.0.0.1:7100',
+      members: [],
+    };
+  }
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const ring = new HashRing({ epoch: 1, vnodesPerGroup: 128, groups: ['g1', 'g2'] });
+
+function keyOwnedBy(groupId: string, prefix: string): string {
+  for (let i = 0; i < 10_000; i++) {
+    const key = `${prefix}${i}`;
+    if (ring.ownerOf(key) === groupId) return key;
+  }
+  throw new Error(`no key with prefix ${prefix} owned by ${groupId}`);
+}
+
+function setup(options: { scanBatchMaxKvs?: number; scanBatchMaxBytes?: number } = {}) {
+  const stateMachine = new KvStateMachine();
+  const group = new ScriptedGroup(stateMachine);
+  const handlers = new ShardHandlers({ groupId: 'g1', memberId: 'g1-1', ring, stateMachine, ...options });
+  handlers.attachGroup(group);
+  return { stateMachine, group, handlers };
+}
+
+async function assertServiceError(
+  promise: Promise<unknown>,
+  code: status,
+  message: RegExp,
+  metadata: Record<string, string> = {},
+): Promise<void> {
+  await assert.rejects(promise, (error: unknown) => {
+    assert.ok(error instanceof ServiceError, `expected a ServiceError, got ${String(error)}`);
+    assert.equal(error.code, code, `code of "${error.message}"`);
+    assert.match(error.message, message);
+    assert.deepEqual(error.metadata, metadata);
+    return true;
+  });
+}
+
+async function collect<T>(iterable: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of iterable) out.push(item);
+  return out;
+}
+
+describe('ShardHandlers outcomes', () => {
+  const key = keyOwnedBy('g1', 'outcome/');
+  const put = ShardPutRequest.fromPartial({ key, value: Buffer.from('v') });
+
+  it('answers NOT_LEADER with the leader address when a write reaches a follower', async () => {
+    const { group, handlers } = setup();
+    group.proposeOverride = { kind: 'not_leader', leaderId: 'g1-0', leaderAddress: '10.0.0.1:7100' };
+    await assertServiceError(handlers.put(put), status.UNAVAILABLE, /^NOT_LEADER: member g1-1 is not the leader of group g1; the leader is g1-0 at 10.0.0.1:7100$/, {
+      'concord-reason': 'NOT_LEADER',
+      'concord-leader': '10.0.0.1:7100',
+    });
+  });
+
+  it('answers NOT_LEADER without concord-leader when no leader is known', async () => {
+    const { group, handlers } = setup();
+    group.proposeOverride = { kind: 'not_leader' };
+    await assertServiceError(handlers.put(put), status.UNAVAILABLE, /leader is not known yet/, { 'concord-reason': 'NOT_LEADER' });
+  });
+
+  it('says whether a failed write may have happened', async () => {
+    const { group, handlers } = setup();
+    group.proposeOverride = { kind: 'dropped', reason: 'leader stepped down' };
+    await assertServiceError(handlers.put(put), status.UNAVAILABLE, /dropped.*leader stepped down.*nothing was written/, {
+      'concord-reason': 'PROPOSAL_DROPPED',
+    });
+    group.proposeOverride = { kind: 'unknown', reason: 'leadership lost after append' };
+    await assertServiceError(handlers.delete({ ringEpoch: 0, key }), status.UNAVAILABLE, /may or may not have been applied/, {
+      'concord-reason': 'OUTCOME_UNKNOWN',
+    });
+  });
+
+  it('puts linearizable reads behind the read barrier and lets serializable reads skip it', async () => {
+    const { group, handlers } = setup();
+    await handlers.put(put);
+    group.barrier = { kind: 'not_leader', leaderId: 'g1-0', leaderAddress: '10.0.0.1:7100' };
+    const get = ShardGetRequest.fromPartial({ key });
+    await assertServiceError(handlers.get(get), status.UNAVAILABLE, /^NOT_LEADER/, {
+      'concord-reason': 'NOT_LEADER',
+      'concord-leader': '10.0.0.1:7100',
+    });
+    await assertServiceError(collect(handlers.scan(ShardScanRequest.fromPartial({}))), status.UNAVAILABLE, /^NOT_LEADER/, {
+      'concord-reason': 'NOT_LEADER',
+      'concord-leader': '10.0.0.1:7100',
+    });
+    const stale = await handlers.get({ ...get, consistency: ReadConsistency.READ_CONSISTENCY_SERIALIZABLE });
+    assert.equal(stale.found, true);
+    assert.equal(group.barriers, 2);
+  });
+
+  it('answers UNAVAILABLE until the group is attached', async () => {
+    const handlers = new ShardHandlers({ groupId: 'g1', memberId: 'g1-1', ring, stateMachine: new KvStateMachine() });
+    await assertServiceError(handlers.put(put), status.UNAVAILABLE, /still recovering/);
+    assert.throws(() => handlers.status(), /still recovering/);
+  });
+
+  it('reports status from the group, the state machine and the ring', async () => {
+    const { handlers } = setup();
+    await handlers.put(put);
+    assert.deepEqual(handlers.status(), {
+      groupId: 'g1',
+      memberId: 'g1-1',
+      role: 'FOLLOWER',
+      term: 3,
+      commitIndex: 1,
+      appliedIndex: 1,
+      keyCount: 1,
+      ringEpoch: 1,
+      engine: 'single',
+      leaderAddress: '10.0.0.1:7100',
+    });
+  });
+});
+
+describe('ShardHandlers scan batching', () => {
+  async function filled(count: number, valueBytes: number, options: { scanBatchMaxKvs?: number; scanBatchMaxBytes?: number } = {}) {
+    const context = setup(options);
+    for (let i = 0; i < count; i++) {
+      await context.handlers.put({ ringEpoch: 0, key: keyOwnedBy('g1', `scan/${String(i).padStart(3, '0')}/`), value: Buffer.alloc(valueBytes, 1) });
+    }
+    return context;
+  }
+
+  it('closes a batch at the key count or the byte budget, never leaving one empty', async () => {
+    const { handlers } = await filled(10, 100, { scanBatchMaxKvs: 4, scanBatchMaxBytes: 350 });
+    // Each entry is 100 value bytes plus a key of about 10 bytes: three fit in 350 bytes.
+    const sizes = (await collect(handlers.scan(ShardScanRequest.fromPartial({ prefix: 'scan/' })))).map((batch) => batch.kvs.length);
+    assert.deepEqual(sizes, [3, 3, 3, 1]);
+    const single = await collect(handlers.scan(ShardScanRequest.fromPartial({ prefix: 'scan/', limit: 2 })));
+    assert.deepEqual(single.map((batch) => batch.kvs.length), [2]);
+    const oversized = await filled(3, 500, { scanBatchMaxBytes: 100 });
+    const oneEach = await collect(oversized.handlers.scan(ShardScanRequest.fromPartial({})));
+    assert.deepEqual(oneEach.map((batch) => batch.kvs.length), [1, 1, 1]);
+  });
+
+  it('stops when the call is cancelled', async () => {
+    const { handlers } = await filled(10, 1, { scanBatchMaxKvs: 2 });
+    let cancelled = false;
+    const batches: number[] = [];
+    for await (const batch of handlers.scan(ShardScanRequest.fromPartial({}), () => cancelled)) {
+      batches.push(batch.kvs.length);
+      cancelled = true;
+    }
+    assert.deepEqual(batches, [2]);
+  });
+
+  it('sends no message for an empty result', async () => {
+    const { handlers } = setup();
+    assert.deepEqual(await collect(handlers.scan(ShardScanRequest.fromPartial({ prefix: 'none/' }))), []);
+  });
+});
+
+describe('quoteKey', () => {
+  it('quotes short keys whole and cuts long ones at a code point boundary', () => {
+    assert.equal(quoteKey('a"b'), '"a\\"b"');
+    const long = 'x'.repeat(127) + '😀' + 'y'.repeat(100);
+    assert.equal(quoteKey(long), `"${'x'.repeat(127)}"… (${Buffer.byteLength(long)} bytes)`);
+  });
+});
