@@ -1,0 +1,2 @@
+export { buildProgram } from './program.js';
+export { formatStatusTable } from './status-table.js';

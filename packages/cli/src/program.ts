@@ -1,0 +1,157 @@
+// Commands of the `concord` CLI: `kv put|get|del|scan`, `status`, and `serve <role>` (the entry
+// point of the container image). Every command exits non-zero with the server's message on error.
+import { Command, Option } from 'commander';
+import { ConcordClient, ConcordError } from '@concord/client';
+import { formatStatusTable } from './status-table.js';
+
+export interface ProgramIo {
+  env: NodeJS.ProcessEnv;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream;
+}
+
+const DEFAULT_ADDRESS = '127.0.0.1:7070';
+
+interface ClientFlags {
+  addr: string;
+  routing: 'direct' | 'coordinator';
+  timeout: string;
+}
+
+function parsePositiveInt(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`${flag}: must be a non-negative integer (got "${text}")`);
+  return n;
+}
+
+export function buildProgram(io: ProgramIo): Command {
+  const program = new Command('concord')
+    .description('Concord: a replicated, sharded key-value store with transactions and MapReduce')
+    .showHelpAfterError()
+    .addOption(
+      new Option('--addr <host:port>', 'coordinator address').env('CONCORD_ADDR').default(DEFAULT_ADDRESS),
+    )
+    .addOption(
+      new Option('--routing <mode>', 'direct: talk to shard leaders using the cached ring; coordinator: send everything through the coordinator')
+        .choices(['direct', 'coordinator'])
+        .default('direct'),
+    )
+    .addOption(new Option('--timeout <ms>', 'deadline of each call in milliseconds').default('5000'));
+  program.configureOutput({
+    writeOut: (s) => io.stdout.write(s),
+    writeErr: (s) => io.stderr.write(s),
+  });
+
+  const withClient = async <T>(fn: (client: ConcordClient) => Promise<T>): Promise<T> => {
+    const flags = program.opts<ClientFlags>();
+    const client = await ConcordClient.connect({
+      address: flags.addr,
+      routing: flags.routing,
+      deadlineMs: parsePositiveInt('--timeout', flags.timeout),
+    });
+    try {
+      return await fn(client);
+    } catch (error) {
+      if (error instanceof ConcordError) throw new Error(`${error.details} (${statusName(error.code)})`);
+      throw error;
+    } finally {
+      client.close();
+    }
+  };
+  const print = (line: string) => io.stdout.write(`${line}\n`);
+
+  const kv = program.command('kv').description('read and write keys');
+  kv.command('put <key> <value>')
+    .description('write a key (value as UTF-8 text)')
+    .option('--expected-version <n>', 'compare-and-set: write only if the key has this version (0: must not exist)')
+    .action(async (key: string, value: string, opts: { expectedVersion?: string }) => {
+      const expectedVersion = opts.expectedVersion === undefined ? undefined : parsePositiveInt('--expected-version', opts.expectedVersion);
+      const res = await withClient((c) => c.put(key, value, expectedVersion === undefined ? {} : { expectedVersion }));
+      print(`OK version=${res.version}`);
+    });
+  kv.command('get <key>')
+    .description('read a key; prints its value as UTF-8 text')
+    .option('--serializable', 'allow a stale read from any replica (faster, may miss recent writes)')
+    .option('--json', 'print {key, found, value (base64), version}')
+    .action(async (key: string, opts: { serializable?: boolean; json?: boolean }) => {
+      const res = await withClient((c) => c.get(key, { consistency: opts.serializable ? 'serializable' : 'linearizable' }));
+      if (opts.json) {
+        print(JSON.stringify({ key, found: res.found, value: res.value.toString('base64'), version: res.version }));
+      } else if (!res.found) {
+        io.stderr.write(`key "${key}" not found\n`);
+        process.exitCode = 1;
+      } else {
+        print(res.value.toString('utf8'));
+      }
+    });
+  kv.command('del <key>')
+    .description('delete a key')
+    .option('--expected-version <n>', 'compare-and-set: delete only if the key has this version')
+    .action(async (key: string, opts: { expectedVersion?: string }) => {
+      const expectedVersion = opts.expectedVersion === undefined ? undefined : parsePositiveInt('--expected-version', opts.expectedVersion);
+      const res = await withClient((c) => c.delete(key, expectedVersion === undefined ? {} : { expectedVersion }));
+      print(res.deleted ? `deleted (was version ${res.previousVersion})` : 'not found');
+    });
+  kv.command('scan')
+    .description('list keys in order, by prefix or range [start, end)')
+    .option('--prefix <p>', 'keys starting with this prefix')
+    .option('--start <key>', 'first key (inclusive)')
+    .option('--end <key>', 'end key (exclusive)')
+    .option('--limit <n>', 'at most this many keys (1..10000)', '100')
+    .option('--serializable', 'allow stale reads')
+    .option('--json', 'one JSON object per line')
+    .action(async (opts: { prefix?: string; start?: string; end?: string; limit: string; serializable?: boolean; json?: boolean }) => {
+      await withClient(async (c) => {
+        for await (const kvPair of c.scan({
+          prefix: opts.prefix ?? '',
+          startKey: opts.start ?? '',
+          endKey: opts.end ?? '',
+          limit: parsePositiveInt('--limit', opts.limit),
+          consistency: opts.serializable ? 'serializable' : 'linearizable',
+        })) {
+          const value = Buffer.from(kvPair.value);
+          if (opts.json) print(JSON.stringify({ key: kvPair.key, value: value.toString('base64'), version: kvPair.version }));
+          else print(`${kvPair.key}\t${value.toString('utf8')}\tv${kvPair.version}`);
+        }
+      });
+    });
+
+  program
+    .command('status')
+    .description('members, leaders, indexes and key counts of every group')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { json?: boolean }) => {
+      const status = await withClient((c) => c.status());
+      if (opts.json) print(JSON.stringify(status, null, 2));
+      else io.stdout.write(formatStatusTable(status));
+    });
+
+  program
+    .command('serve <role>')
+    .description('run a Concord process: coordinator or shard (flags after the role; --help lists them)')
+    .allowUnknownOption(true)
+    .helpOption(false)
+    .argument('[flags...]')
+    .action(async (role: string, flags: string[]) => {
+      switch (role) {
+        case 'coordinator': {
+          const { runCoordinator } = await import('@concord/coordinator');
+          await runCoordinator(flags, io.env);
+          return;
+        }
+        case 'shard': {
+          const { runShard } = await import('@concord/shard');
+          await runShard(flags, io.env);
+          return;
+        }
+        default:
+          throw new Error(`serve: unknown role "${role}" (use coordinator or shard)`);
+      }
+    });
+  return program;
+}
+
+function statusName(code: number): string {
+  const names = ['OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS', 'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE', 'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED'];
+  return names[code] ?? `code ${code}`;
+}

@@ -1,0 +1,144 @@
+// concord.v1.Cluster: the ring clients route with, and the health of every group, gathered by
+// asking every shard replica for its own view.
+
+import { Metadata, credentials, status as grpcStatus, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
+import { CHANNEL_OPTIONS } from '@concord/client';
+import { MemberRole, memberRoleFromJSON, type ClusterServer, type GroupStatus, type MemberStatus } from '@concord/proto/cluster';
+import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
+import { unary } from '@concord/runtime';
+import type { ShardDirectory } from './directory.js';
+
+/**
+ * How long Status waits for each replica. Short: a status page is most needed when something is
+ * down, and one dead replica must not hold up the report on the others.
+ */
+export const STATUS_PROBE_TIMEOUT_MS = 1000;
+
+/** What the meta group's member reports while the ring lives in configuration, not in a log. */
+const META_ENGINE = 'config';
+const META_GROUP_ID = 'meta';
+
+export interface ClusterServiceOptions {
+  directory: ShardDirectory;
+  /** host:port of the coordinator itself (known once its server is bound). */
+  selfAddress: () => string;
+  memberId: string;
+  /** The leader the coordinator's router learned most recently, if any. */
+  knownLeader: (groupId: string) => string | undefined;
+  /** Default STATUS_PROBE_TIMEOUT_MS. */
+  probeTimeoutMs?: number;
+}
+
+/** The outcome of one Status probe. */
+type Probe = { address: string; response: ShardStatusResponse } | { address: string; error: string };
+
+/** Asks shard replicas for their status over channels kept for the coordinator's lifetime. */
+export class StatusProber {
+  private readonly channels = new Map<string, ShardClient>();
+
+  constructor(private readonly timeoutMs: number) {}
+
+  probe(address: string): Promise<Probe> {
+    let channel = this.channels.get(address);
+    if (channel === undefined) {
+      channel = new ShardClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+      this.channels.set(address, channel);
+    }
+    const client = channel;
+    return new Promise((resolve) => {
+      client.status({}, new Metadata(), { deadline: new Date(Date.now() + this.timeoutMs) }, (error: GrpcServiceError | null, response) => {
+        if (error === null) resolve({ address, response });
+        else resolve({ address, error: `${grpcStatus[error.code] ?? error.code}: ${error.details}` });
+      });
+    });
+  }
+
+  close(): void {
+    for (const channel of this.channels.values()) channel.close();
+    this.channels.clear();
+  }
+}
+
+/** "LEADER" as a shard reports it → MEMBER_ROLE_LEADER; anything unknown is UNSPECIFIED. */
+export function memberRoleOf(role: string): MemberRole {
+  const parsed = memberRoleFromJSON(`MEMBER_ROLE_${role}`);
+  return parsed === MemberRole.UNRECOGNIZED ? MemberRole.MEMBER_ROLE_UNSPECIFIED : parsed;
+}
+
+/**
+ * One group's status from its replicas' answers. The leader is the member that says it leads;
+ * during a partition an old leader may still say so, and the one with the highest term wins.
+ */
+export function groupStatus(groupId: string, probes: readonly Probe[], ringShare: number): GroupStatus {
+  const members: MemberStatus[] = [];
+  let leader: ShardStatusResponse | undefined;
+  for (const probe of probes) {
+    if ('error' in probe) {
+      members.push({
+        memberId: '',
+        address: probe.address,
+        role: MemberRole.MEMBER_ROLE_UNREACHABLE,
+        term: 0,
+        commitIndex: 0,
+        appliedIndex: 0,
+        engine: '',
+        error: probe.error,
+      });
+      continue;
+    }
+    const { response } = probe;
+    const role = memberRoleOf(response.role);
+    // A replica configured under the wrong group would serve the wrong keys: say so.
+    const misplaced = response.groupId !== groupId ? `replica reports group ${JSON.stringify(response.groupId)}, configured in ${groupId}` : '';
+    members.push({
+      memberId: response.memberId,
+      address: probe.address,
+      role,
+      term: response.term,
+      commitIndex: response.commitIndex,
+      appliedIndex: response.appliedIndex,
+      engine: response.engine,
+      error: misplaced,
+    });
+    if (role === MemberRole.MEMBER_ROLE_LEADER && misplaced === '' && (leader === undefined || response.term > leader.term)) leader = response;
+  }
+  return { groupId, members, leaderId: leader?.memberId ?? '', keyCount: leader?.keyCount ?? 0, ringShare };
+}
+
+export function createClusterService(options: ClusterServiceOptions): { implementation: ClusterServer; close(): void } {
+  const { directory } = options;
+  const prober = new StatusProber(options.probeTimeoutMs ?? STATUS_PROBE_TIMEOUT_MS);
+  const implementation: ClusterServer = {
+    getRing: unary(async () => directory.ringResponse(options.knownLeader)),
+    status: unary(async () => {
+      const shares = directory.ring.shares();
+      const groups = await Promise.all(
+        directory.groups.map(async (group) => {
+          const probes = await Promise.all(group.addresses.map((address) => prober.probe(address)));
+          const status = groupStatus(group.groupId, probes, shares.get(group.groupId) ?? 0);
+          const leader = status.members.find((member) => member.memberId === status.leaderId && status.leaderId !== '');
+          // What the replicas said about their leader also serves GetRing, so direct clients
+          // start at the leader.
+          if (leader !== undefined) directory.noteLeader(group.groupId, leader.address);
+          return status;
+        }),
+      );
+      const self: MemberStatus = {
+        memberId: options.memberId,
+        address: options.selfAddress(),
+        role: MemberRole.MEMBER_ROLE_LEADER,
+        term: 0,
+        commitIndex: 0,
+        appliedIndex: 0,
+        engine: META_ENGINE,
+        error: '',
+      };
+      return {
+        ringEpoch: directory.ring.epoch,
+        meta: { groupId: META_GROUP_ID, members: [self], leaderId: options.memberId, keyCount: 0, ringShare: 0 },
+        groups,
+      };
+    }),
+  };
+  return { implementation, close: () => prober.close() };
+}
