@@ -1,0 +1,29 @@
+export { ServiceError, toStatusObject, isRelayedGrpcError, isUnexpectedError, INTERNAL_ERROR_MESSAGE } from './errors.js';
+export {
+  MAX_KEY_BYTES,
+  MAX_VALUE_BYTES,
+  DEFAULT_SCAN_LIMIT,
+  MAX_SCAN_LIMIT,
+  validateKey,
+  validateValue,
+  validateScanLimit,
+  validateConsistency,
+  validateScanRange,
+} from './limits.js';
+export { compileOptionSpecs, formatOptionsHelp, OptionsError, parseDuration, formatDuration } from './options.js';
+export type { OptionSpec, OptionSources } from './options.js';
+export { createLogger, activeTraceFields, LOG_LEVELS } from './logging.js';
+export type { Logger, LoggerOptions } from './logging.js';
+export { startTelemetry, flushTelemetry, tracer, ignoreGrpcMethods, isIgnoredGrpcMethod, telemetryRequested } from './telemetry.js';
+export type { TelemetryHandle, GrpcMethodPattern } from './telemetry.js';
+export {
+  ConcordServer,
+  unary,
+  serverStream,
+  onShutdownSignals,
+  callSignal,
+  setHandlerLogger,
+  MAX_MESSAGE_BYTES,
+  CLIENT_CHANNEL_OPTIONS,
+} from './server.js';
+export type { ServiceBinding, ConcordServerOptions, UnaryHandler, ServerStreamHandler, ServerCall } from './server.js';

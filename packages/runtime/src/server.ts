@@ -1,0 +1,309 @@
+// The gRPC server kit: adapts async handlers to grpc-js, maps errors to statuses at the edge, and
+// gives every process health, reflection and graceful shutdown.
+import { readFileSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
+import { HealthImplementation, protoPath as healthProtoPath, type ServingStatusMap } from 'grpc-health-check';
+import { SpanStatusCode, trace } from '@opentelemetry/api';
+import { descriptorSetPath } from '@concord/proto';
+import { isUnexpectedError, toStatusObject } from './errors.js';
+import { createLogger, type Logger } from './logging.js';
+import { flushTelemetry } from './telemetry.js';
+import { rawDescriptorPackage, splitFileDescriptorSet } from './reflection-descriptors.js';
+
+/** An async unary handler; throw ServiceError for expected failures. */
+export type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
+/** An async server-streaming handler: yields the messages to send, in order. */
+export type ServerStreamHandler<Req, Res> = (request: Req, call: grpc.ServerWritableStream<Req, Res>) => AsyncIterable<Res>;
+
+/**
+ * Largest message a Concord server sends or accepts: a 1 MiB value plus a 4 KiB key fit with room
+ * for batches and framing. Clients should set the same on their channels.
+ */
+export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+
+/** Channel options a client of a Concord server should use (message sizes matching the server). */
+export const CLIENT_CHANNEL_OPTIONS: Readonly<grpc.ChannelOptions> = {
+  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+};
+
+const DEFAULT_SHUTDOWN_GRACE_MS = 5000;
+
+/** The logger handlers' unexpected errors go to: the one given to the last ConcordServer.start. */
+let kitLogger: Logger | undefined;
+
+function handlerLogger(): Logger {
+  kitLogger ??= createLogger({ service: 'concord' });
+  return kitLogger;
+}
+
+/** Sets the logger unexpected handler errors are written to (ConcordServer.start does this). */
+export function setHandlerLogger(logger: Logger): void {
+  kitLogger = logger;
+}
+
+/** What every kind of grpc-js server call has (unary, server/client/bidi streams). */
+export interface ServerCall {
+  readonly cancelled: boolean;
+  getDeadline(): grpc.Deadline;
+  getPath(): string;
+  once(event: 'cancelled', listener: () => void): unknown;
+}
+type AnyServerCall = ServerCall;
+
+const signals = new WeakMap<object, AbortSignal>();
+
+/**
+ * An AbortSignal that fires when the call is cancelled by the client, its deadline passes or the
+ * server is forced down; pass it to storage or downstream calls so abandoned work stops early.
+ * grpc-js also emits 'cancelled' after a call has finished normally, so the signal fires then too.
+ */
+export function callSignal(call: ServerCall): AbortSignal {
+  const existing = signals.get(call);
+  if (existing !== undefined) return existing;
+  const controller = new AbortController();
+  const abort = (): void => controller.abort(new Error('call cancelled'));
+  if (call.cancelled) abort();
+  else call.once('cancelled', abort);
+  signals.set(call, controller.signal);
+  return controller.signal;
+}
+
+function deadlineMs(call: AnyServerCall): number {
+  const deadline = call.getDeadline();
+  return deadline instanceof Date ? deadline.getTime() : deadline;
+}
+
+/** Whether no answer should be written: the client is gone or grpc-js already sent DEADLINE_EXCEEDED. */
+function callIsOver(call: AnyServerCall): boolean {
+  return call.cancelled || deadlineMs(call) <= Date.now();
+}
+
+/**
+ * Logs a failure the client only sees as INTERNAL, with its stack, and marks the active span
+ * (the gRPC server span) as failed. Expected failures (ServiceError, relayed statuses) are part of
+ * the API: the instrumentation records their status code, and they are not logged here.
+ */
+function reportFailure(call: AnyServerCall, error: unknown): void {
+  if (!isUnexpectedError(error)) return;
+  const err = error instanceof Error ? error : new Error(`non-Error thrown: ${String(error)}`);
+  handlerLogger().error({ err, method: call.getPath() }, 'handler failed');
+  const span = trace.getActiveSpan();
+  if (span !== undefined) {
+    span.recordException(err);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: err.message });
+  }
+}
+
+/** Adapts an async handler to grpc-js: maps errors to status, skips answering cancelled/expired calls. */
+export function unary<Req, Res>(handler: UnaryHandler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    const anyCall = call as AnyServerCall;
+    (async () => {
+      let response: Res;
+      try {
+        // Awaited inside try, so a handler that throws synchronously is handled the same way.
+        response = await handler(call.request, call);
+      } catch (error) {
+        reportFailure(anyCall, error);
+        if (!callIsOver(anyCall)) callback(toStatusObject(error));
+        return;
+      }
+      if (!callIsOver(anyCall)) callback(null, response);
+    })().catch((error: unknown) => handlerLogger().error({ err: error, method: call.getPath() }, 'answering the call failed'));
+  };
+}
+
+/** Adapts an async-iterable handler to grpc-js with backpressure and error mapping. */
+export function serverStream<Req, Res>(handler: ServerStreamHandler<Req, Res>): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    const anyCall = call as AnyServerCall;
+    (async () => {
+      const signal = callSignal(anyCall);
+      for await (const message of handler(call.request, call)) {
+        // Leaving the loop runs the generator's `finally` blocks, releasing what it holds.
+        if (callIsOver(anyCall)) return;
+        if (!call.write(message)) await drained(call, signal);
+        if (callIsOver(anyCall)) return;
+      }
+      if (!callIsOver(anyCall)) call.end();
+    })()
+      .catch((error: unknown) => {
+        reportFailure(anyCall, error);
+        if (!callIsOver(anyCall)) {
+          const statusObject = toStatusObject(error);
+          // grpc-js sends a stream's final status from the 'error' event (see ServerWritableStreamImpl).
+          call.emit('error', Object.assign(new Error(statusObject.details), statusObject));
+        }
+      })
+      .catch((error: unknown) => handlerLogger().error({ err: error, method: call.getPath() }, 'answering the call failed'));
+  };
+}
+
+/** Resolves on 'drain', or when the call ends first (a cancelled stream never drains). */
+function drained(call: grpc.ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      call.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    call.once('drain', done);
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+export interface ServiceBinding {
+  /** Fully qualified name, e.g. "concord.v1.KV" (used for health status). */
+  name: string;
+  definition: grpc.ServiceDefinition;
+  implementation: grpc.UntypedServiceImplementation;
+}
+
+export interface ConcordServerOptions {
+  /** Interface to bind; Concord binds 127.0.0.1 locally. */
+  host: string;
+  /** 0 picks a free port. */
+  port: number;
+  services: ServiceBinding[];
+  logger: Logger;
+  /** How long SIGTERM waits for calls in flight before forcing shutdown. Default 5000 ms. */
+  shutdownGraceMs?: number;
+}
+
+const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
+
+let reflectionPackage: PackageDefinition | undefined;
+
+/** The descriptors reflection serves: every Concord proto plus grpc.health.v1, parsed once per process. */
+function reflectionPackageDefinition(): PackageDefinition {
+  reflectionPackage ??= {
+    ...rawDescriptorPackage('concord.descriptors', splitFileDescriptorSet(readFileSync(descriptorSetPath))),
+    ...loadSync(healthProtoPath),
+  };
+  return reflectionPackage;
+}
+
+/** "host:port", with brackets around an IPv6 literal. */
+function joinHostPort(host: string, port: number): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function bind(server: grpc.Server, address: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(address, grpc.ServerCredentials.createInsecure(), (error, port) => {
+      if (error !== null) reject(new Error(`cannot listen on ${address}: ${error.message}`, { cause: error }));
+      else resolve(port);
+    });
+  });
+}
+
+/** A grpc-js server with health (grpc.health.v1), reflection and Concord's error mapping. */
+export class ConcordServer {
+  private shutdownPromise: Promise<void> | undefined;
+
+  private constructor(
+    readonly port: number,
+    readonly address: string,
+    private readonly server: grpc.Server,
+    private readonly health: HealthImplementation,
+    private readonly serviceNames: readonly string[],
+    private readonly logger: Logger,
+    private readonly shutdownGraceMs: number,
+  ) {}
+
+  static async start(options: ConcordServerOptions): Promise<ConcordServer> {
+    setHandlerLogger(options.logger);
+    const server = new grpc.Server({
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    });
+    for (const binding of options.services) server.addService(binding.definition, binding.implementation);
+
+    const serviceNames = options.services.map((binding) => binding.name);
+    const initialStatus: ServingStatusMap = { '': 'SERVING' };
+    for (const name of serviceNames) initialStatus[name] = 'SERVING';
+    const health = new HealthImplementation(initialStatus);
+    health.addToServer(server);
+    // Reflection lists only what this server really serves (`grpcurl list`), not every Concord service.
+    new ReflectionService(reflectionPackageDefinition(), { services: [...serviceNames, HEALTH_SERVICE_NAME] }).addToServer(server);
+
+    let port: number;
+    try {
+      port = await bind(server, joinHostPort(options.host, options.port));
+    } catch (error) {
+      server.forceShutdown();
+      throw error;
+    }
+    const address = joinHostPort(options.host, port);
+    options.logger.info({ address, services: serviceNames }, 'gRPC server listening');
+    return new ConcordServer(port, address, server, health, serviceNames, options.logger, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
+  }
+
+  /** Sets the health status of one service ('' = the whole server). */
+  setServing(serviceName: string, serving: boolean): void {
+    this.health.setStatus(serviceName, serving ? 'SERVING' : 'NOT_SERVING');
+  }
+
+  /** Marks NOT_SERVING, stops accepting calls, waits up to the grace period, then forces. */
+  async shutdown(): Promise<void> {
+    this.shutdownPromise ??= this.stop();
+    return this.shutdownPromise;
+  }
+
+  private async stop(): Promise<void> {
+    // Probes and load balancers see NOT_SERVING first, so new traffic goes elsewhere.
+    for (const name of ['', ...this.serviceNames]) this.setServing(name, false);
+    let timer: NodeJS.Timeout | undefined;
+    const graceful = new Promise<boolean>((resolve) => {
+      this.server.tryShutdown(() => resolve(true));
+    });
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), this.shutdownGraceMs);
+    });
+    const finished = await Promise.race([graceful, timedOut]);
+    clearTimeout(timer);
+    if (!finished) {
+      this.logger.warn({ address: this.address, graceMs: this.shutdownGraceMs }, 'calls still running after the grace period; forcing shutdown');
+      this.server.forceShutdown();
+    }
+    this.logger.info({ address: this.address }, 'gRPC server stopped');
+  }
+}
+
+/** How long shutdown waits for the last spans to reach the collector before exiting anyway. */
+const TELEMETRY_FLUSH_TIMEOUT_MS = 2000;
+
+/**
+ * Runs `handler` once on SIGTERM or SIGINT, flushes telemetry, then exits 0 (1 if the handler
+ * throws). A second signal while the handler runs exits at once with 128 + the signal number, as a
+ * shell would.
+ */
+export function onShutdownSignals(handler: () => Promise<void>, logger: Logger): void {
+  let shuttingDown = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (shuttingDown) {
+      logger.warn({ signal }, 'second signal during shutdown; exiting now');
+      process.exit(128 + (osConstants.signals[signal] ?? 0));
+    }
+    shuttingDown = true;
+    logger.info({ signal }, 'shutting down');
+    void (async () => {
+      let code = 0;
+      try {
+        await handler();
+        logger.info('shutdown complete');
+      } catch (error) {
+        logger.error({ err: error }, 'shutdown failed');
+        code = 1;
+      }
+      await flushTelemetry(TELEMETRY_FLUSH_TIMEOUT_MS);
+      process.exit(code);
+    })();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
