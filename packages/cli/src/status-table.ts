@@ -10,12 +10,12 @@ const ROLE_NAMES: Record<number, string> = {
   [MemberRole.MEMBER_ROLE_UNREACHABLE]: 'UNREACHABLE',
 };
 
-function groupRows(kind: string, group: GroupStatus, withData: boolean): string[][] {
+function groupRows(label: string, group: GroupStatus, withData: boolean): string[][] {
   // Lag is measured against the most advanced member of the group, which is what a follower
   // must still apply to catch up.
   const maxApplied = Math.max(0, ...group.members.map((m) => m.appliedIndex));
   return group.members.map((m, i) => [
-    i === 0 ? `${kind} ${group.groupId}` : '',
+    i === 0 ? label : '',
     m.memberId,
     m.address,
     m.role === MemberRole.MEMBER_ROLE_UNREACHABLE ? `UNREACHABLE ${m.error}`.trim() : (ROLE_NAMES[m.role] ?? 'unknown'),
@@ -35,7 +35,7 @@ export function formatStatusTable(status: StatusResponse): string {
     style: { head: [], border: [] },
   });
   if (status.meta) table.push(...groupRows('meta', status.meta, false));
-  for (const group of status.groups) table.push(...groupRows('shard', group, true));
+  for (const group of status.groups) table.push(...groupRows(`shard ${group.groupId}`, group, true));
   const totalKeys = status.groups.reduce((sum, g) => sum + g.keyCount, 0);
   return `ring epoch ${status.ringEpoch} · ${status.groups.length} shard groups · ${totalKeys} keys\n${table.toString()}\n`;
 }

@@ -226,7 +226,7 @@ export class ShardRouter {
         if (attempt.leaderOnly) route.confirmLeader(address);
         return response;
       } catch (error) {
-        const failure = new AttemptFailure(route, address, toConcordError(error));
+        const failure = new AttemptFailure(route, address, describeFailure(route, address, toConcordError(error)));
         await this.recover(failure, attempt.operation, table, count, deadline);
       }
     }
@@ -283,7 +283,7 @@ export class ShardRouter {
     return {
       next: () =>
         source.next().catch((error: unknown) => {
-          throw new AttemptFailure(route, address, toConcordError(error));
+          throw new AttemptFailure(route, address, describeFailure(route, address, toConcordError(error)));
         }),
       close: () => source.close(),
     };
@@ -304,4 +304,18 @@ export class ShardRouter {
   private assertOpen(): void {
     if (this.closed) throw new ConcordError(status.FAILED_PRECONDITION, 'the client is closed');
   }
+}
+
+/**
+ * A transport failure (no Concord reason attached) says only what grpc-js saw; name the group and
+ * replica so the caller can tell which part of the cluster is down.
+ */
+function describeFailure(route: GroupRoute, address: string, error: ConcordError): ConcordError {
+  if (error.reason !== undefined || (error.code !== status.UNAVAILABLE && error.code !== status.DEADLINE_EXCEEDED)) return error;
+  const what = error.code === status.UNAVAILABLE ? 'is unavailable' : 'did not answer in time';
+  return new ConcordError(error.code, `shard group ${route.groupId} (replica ${address}) ${what}: ${error.details}`, {
+    metadata: error.metadata,
+    attempts: error.attempts,
+    cause: error,
+  });
 }
