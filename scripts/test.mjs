@@ -6,6 +6,8 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { childEnv, pinnedNode, root, run } from './lib.mjs';
 
+// Machine tools the tests use (grpcurl runs the README's examples); idempotent and quick once installed.
+run('bash', [join(root, 'scripts', 'install-tools.sh')]);
 run(pinnedNode(), [join(root, 'scripts', 'gen.mjs'), '--check']);
 
 function testFiles(dir) {
@@ -32,6 +34,6 @@ const extra = process.argv.slice(2);
 const result = spawnSync(pinnedNode(), ['--test', '--test-reporter=spec', ...extra, ...files], {
   cwd: root,
   stdio: 'inherit',
-  env: childEnv(),
+  env: childEnv({ PATH: `${join(root, '.tools', 'bin')}:${childEnv().PATH}` }),
 });
 process.exit(result.status ?? 1);
