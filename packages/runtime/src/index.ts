@@ -27,3 +27,5 @@ export {
   CLIENT_CHANNEL_OPTIONS,
 } from './server.js';
 export type { ServiceBinding, ConcordServerOptions, UnaryHandler, ServerStreamHandler, ServerCall } from './server.js';
+export { runRole, isEntryPoint, runRoleAsEntryPoint, EXIT_USAGE, EXIT_FAILURE } from './role-main.js';
+export type { RoleDefinition, RunningNode } from './role-main.js';
