@@ -13,3 +13,20 @@ export type {
 } from './types.js';
 export { SingleGroup, DEFAULT_SNAPSHOT_EVERY } from './single/single-group.js';
 export type { SingleGroupOptions } from './single/single-group.js';
+export { RaftGroup, RAFT_DEFAULTS } from './raft-driver/raft-group.js';
+export type { RaftGroupOptions } from './raft-driver/raft-group.js';
+export type { RaftTransport, RaftInbound, ReceivedSnapshot } from './raft-driver/transport.js';
+export {
+  GrpcRaftTransport,
+  DEFAULT_SNAPSHOT_CHUNK_BYTES,
+  DEFAULT_MAX_QUEUED_MESSAGES,
+  DEFAULT_RECONNECT_BACKOFF_MS,
+  DEFAULT_SNAPSHOT_TIMEOUT_MS,
+} from './raft-driver/grpc-transport.js';
+export type { GrpcRaftTransportOptions } from './raft-driver/grpc-transport.js';
+export { ConsensusPeerService, CONSENSUS_SERVICE_NAME, DEFAULT_MAX_SNAPSHOT_BYTES } from './raft-driver/peer-service.js';
+export type { ConsensusPeerServiceOptions } from './raft-driver/peer-service.js';
+export { MemoryRaftNetwork } from './raft-driver/memory-transport.js';
+export { RaftStorage } from './raft-driver/raft-storage.js';
+export type { RaftStorageOptions, RecoveredRaftState } from './raft-driver/raft-storage.js';
+export { seededRandom, cryptoSeededRandom } from './raft-driver/random.js';

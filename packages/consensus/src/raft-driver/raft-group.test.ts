@@ -1,0 +1,187 @@
+import { afterEach, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ProposeOutcome } from '../types.js';
+import { TestCluster, eventually, type TestMember } from './testing.js';
+
+function command(text: string): Uint8Array {
+  return Buffer.from(text, 'utf8');
+}
+
+/** Proposes on whoever leads now, retrying (bounded) through elections; returns the applied outcome. */
+async function proposeOnLeader(cluster: TestCluster, text: string): Promise<Extract<ProposeOutcome<string>, { kind: 'applied' }>> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const leader = await cluster.leader();
+    const outcome = await leader.group.propose(command(text));
+    if (outcome.kind === 'applied') return outcome;
+    assert.notEqual(outcome.kind, 'unknown', `proposal ${text} has an unknown outcome: retrying could apply it twice`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  assert.fail(`could not get ${text} applied`);
+}
+
+function appliedEverywhere(members: TestMember[], index: number): boolean {
+  return members.every((member) => member.group.status().appliedIndex >= index);
+}
+
+describe('RaftGroup over gRPC', () => {
+  let cluster: TestCluster | undefined;
+
+  afterEach(async () => {
+    await cluster?.close();
+    cluster = undefined;
+  });
+
+  it('elects a leader and applies proposals in the same order with the same results everywhere', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    const leader = await cluster.leader();
+    const outcomes = [];
+    for (let i = 1; i <= 20; i++) outcomes.push(await leader.group.propose(command(`k${i % 3}=v${i}`)));
+    const concurrent = await Promise.all(Array.from({ length: 30 }, (_, i) => leader.group.propose(command(`c${i}=x`))));
+    for (const outcome of [...outcomes, ...concurrent]) assert.equal(outcome.kind, 'applied');
+
+    const last = Math.max(...[...outcomes, ...concurrent].map((o) => (o.kind === 'applied' ? o.index : 0)));
+    const members = cluster.running();
+    await eventually('every replica to apply everything', () => appliedEverywhere(members, last));
+    const reference = leader.machine.history;
+    assert.equal(reference.length, 50);
+    for (const member of members) {
+      assert.deepEqual(member.machine.history, reference, `history of ${member.id}`);
+      assert.deepEqual([...member.machine.values], [...leader.machine.values], `state of ${member.id}`);
+    }
+    // Results follow from the order: k1 was written at i=1, 4, 7…; the write at i=4 saw "v1".
+    const fourth = outcomes[3];
+    assert.ok(fourth?.kind === 'applied' && fourth.result.endsWith(':v1'), `unexpected result ${JSON.stringify(fourth)}`);
+
+    const status = leader.group.status();
+    assert.equal(status.engine, 'raft');
+    assert.equal(status.role, 'leader');
+    assert.equal(status.leaderAddress, leader.address);
+    assert.deepEqual(status.members.map((m) => [m.memberId, m.address, m.voter]).sort(), members.map((m) => [m.id, m.address, true]).sort());
+  });
+
+  it('answers not_leader with the leader address on a follower, and serves read barriers', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    const leader = await cluster.leader();
+    const applied = await proposeOnLeader(cluster, 'x=1');
+    const follower = cluster.running().find((member) => member.id !== leader.id)!;
+    assert.deepEqual(await follower.group.propose(command('x=2')), { kind: 'not_leader', leaderId: leader.id, leaderAddress: leader.address });
+
+    const onLeader = await leader.group.readBarrier();
+    assert.equal(onLeader.kind, 'ready');
+    assert.ok(onLeader.kind === 'ready' && onLeader.index >= applied.index);
+    // A follower forwards the read index to the leader and waits until it has applied that far.
+    const onFollower = await follower.group.readBarrier();
+    assert.equal(onFollower.kind, 'ready');
+    assert.ok(onFollower.kind === 'ready' && follower.group.status().appliedIndex >= onFollower.index);
+    assert.equal(follower.machine.values.get('x'), '1');
+  });
+
+  it('elects a new leader when the leader stops, keeps every acknowledged write, and lets the old leader catch up', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    const first = await cluster.leader();
+    const acknowledged: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      await proposeOnLeader(cluster, `before${i}=${i}`);
+      acknowledged.push(`before${i}=${i}`);
+    }
+
+    await cluster.stop(first.id);
+    // Generous bound: the defaults aim at well under 2 s; the assertion only guards against "never".
+    const second = await cluster.leader(10_000);
+    assert.notEqual(second.id, first.id);
+    for (const member of cluster.running()) {
+      for (const text of acknowledged) assert.ok(member.machine.history.includes(text), `${member.id} lost ${text}`);
+    }
+    for (let i = 0; i < 10; i++) {
+      await proposeOnLeader(cluster, `after${i}=${i}`);
+      acknowledged.push(`after${i}=${i}`);
+    }
+
+    const restarted = await cluster.restart(first.id);
+    const target = second.group.status().appliedIndex;
+    await eventually(`${first.id} to catch up`, () => restarted.group.status().appliedIndex >= target);
+    assert.deepEqual(restarted.machine.history.slice(0, acknowledged.length), second.machine.history.slice(0, acknowledged.length));
+    for (const text of acknowledged) assert.ok(restarted.machine.history.includes(text), `${first.id} is missing ${text}`);
+  });
+
+  it('recovers every member from its own data after the whole group restarts', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c'], { snapshotEvery: 15 });
+    for (let i = 0; i < 40; i++) await proposeOnLeader(cluster, `k${i}=${i}`);
+    const leader = await cluster.leader();
+    const before = leader.machine.history.slice();
+    await leader.group.snapshotNow();
+    const { appliedIndex, snapshotIndex } = leader.group.status();
+    assert.equal(snapshotIndex, appliedIndex, 'snapshotNow snapshots everything applied');
+    await leader.group.snapshotNow();
+    for (const id of ['a', 'b', 'c']) await cluster.stop(id);
+    for (const id of ['a', 'b', 'c']) await cluster.restart(id);
+    await cluster.leader();
+    await proposeOnLeader(cluster, 'after=restart');
+    const members = cluster.running();
+    await eventually('all to apply the write after the restart', () => members.every((m) => m.machine.history.includes('after=restart')));
+    for (const member of members) assert.deepEqual(member.machine.history.slice(0, before.length), before, member.id);
+    assert.ok(members.some((m) => m.group.status().snapshotIndex > 0), 'some member should have snapshotted');
+  });
+
+  it('catches up a replica that was down while the log behind it was compacted, with InstallSnapshot', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c'], { snapshotEvery: 10 });
+    const leader = await cluster.leader();
+    const lagging = cluster.running().find((member) => member.id !== leader.id)!;
+    for (let i = 0; i < 5; i++) await proposeOnLeader(cluster, `early${i}=${i}`);
+    await cluster.stop(lagging.id);
+    for (let i = 0; i < 60; i++) await proposeOnLeader(cluster, `late${i}=${i}`);
+    const current = await cluster.leader();
+    await eventually('the leader to compact its log', () => current.group.status().snapshotIndex >= 30);
+
+    const back = await cluster.restart(lagging.id);
+    const target = current.group.status().appliedIndex;
+    await eventually(`${lagging.id} to catch up`, () => back.group.status().appliedIndex >= target);
+    assert.equal(back.machine.restores, 1, 'the replica should have been restored from the leader snapshot');
+    assert.ok(back.group.status().snapshotIndex >= 30);
+    assert.deepEqual(back.machine.history.slice(0, 65), current.machine.history.slice(0, 65));
+    assert.deepEqual([...back.machine.values].sort(), [...current.machine.values].sort());
+
+    // Its snapshot and log are durable: it comes back from them alone.
+    await cluster.stop(lagging.id);
+    const again = await cluster.restart(lagging.id);
+    assert.ok(again.group.status().appliedIndex >= target);
+    assert.deepEqual([...again.machine.values].sort(), [...current.machine.values].sort());
+  });
+
+  it('adds a learner, promotes it, and removes a member', async () => {
+    // Snapshots every few entries: the new member's first contact is a snapshot, whose membership
+    // and addresses are all it knows about the group.
+    cluster = await TestCluster.start(['a', 'b', 'c'], { snapshotEvery: 5 });
+    await proposeOnLeader(cluster, 'before=1');
+    for (let i = 0; i < 12; i++) await proposeOnLeader(cluster, `fill${i}=${i}`);
+    await eventually('a compacted log', () => cluster?.running().every((m) => m.group.status().snapshotIndex > 0));
+    const joiner = await cluster.addMember('d');
+    let leader = await cluster.leader();
+    const added = await leader.group.changeMembership({ kind: 'add_learner', memberId: 'd', address: joiner.address });
+    assert.equal(added.kind, 'applied');
+    await eventually('d to catch up as a learner', () => joiner.machine.values.get('before') === '1');
+    assert.equal(joiner.group.status().role, 'learner');
+
+    let promoted;
+    for (let attempt = 0; attempt < 50; attempt++) {
+      leader = await cluster.leader();
+      promoted = await leader.group.changeMembership({ kind: 'promote', memberId: 'd' });
+      if (promoted.kind === 'applied') break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(promoted?.kind, 'applied');
+    const voters = leader.group.status().members.filter((m) => m.voter).map((m) => m.memberId).sort();
+    assert.deepEqual(voters, ['a', 'b', 'c', 'd']);
+
+    const removedId = ['a', 'b', 'c'].find((id) => id !== leader.id)!;
+    const removed = await leader.group.changeMembership({ kind: 'remove', memberId: removedId });
+    assert.equal(removed.kind, 'applied');
+    await cluster.stop(removedId);
+    await proposeOnLeader(cluster, 'after=2');
+    await eventually('d to apply writes as a voter', () => joiner.machine.values.get('after') === '2');
+    assert.deepEqual(
+      joiner.group.status().members.map((m) => m.memberId).sort(),
+      ['a', 'b', 'c', 'd'].filter((id) => id !== removedId),
+    );
+  });
+});

@@ -1,0 +1,1044 @@
+// The `raft` engine: the driver that turns the pure Raft core (../raft/core.ts) into a
+// ConsensusGroup. The core decides; this file does the I/O around it — ticks, the transport, the
+// write-ahead log, the state machine — in the order CONVENTIONS §1 fixes:
+//
+//     persist → send → apply → advance
+//
+// ONE SERIAL EVENT LOOP. Ticks, peer messages, proposals, read barriers, membership changes and
+// snapshots are queued as events; the loop takes everything queued, feeds it to the core one event
+// at a time (synchronous calls, nothing awaited in between), then drains the core's Ready: persist
+// (one WAL append), send, apply committed entries, resolve waiters, advance. Only then does it look
+// at the queue again, so nothing ever changes the core while a Ready is being persisted — the
+// mistake of async handlers that await storage mid-transition (CONVENTIONS §5). Feeding everything
+// that queued up during one fsync into the next Ready is what batches proposals into one append.
+//
+// SENDING BEFORE PERSISTING. Ready.messages leave before the Ready's entries are durable; only
+// Ready.messagesAfterPersist (vote requests and grants, append and snapshot acknowledgements) wait
+// for the fsync. Sending everything after the fsync would be simpler and also correct; the core
+// puts a message in `messages` only when sending it early is safe, and a leader's appends then
+// reach its followers while it writes the same entries itself (Raft thesis §10.2.1), which takes
+// one fsync off the commit latency. It relies on each Ready being persisted before the next is
+// taken, so no message ever leaves ahead of state from an earlier Ready.
+//
+// MEMBERSHIP comes from the log and the snapshot, never from configuration or discovery. The
+// `peers` option is read exactly once, to bootstrap an empty data folder, and recorded in the WAL;
+// a restarted member never consults it again for membership (CONVENTIONS §1, §5).
+
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { SpanStatusCode, type Span } from '@opentelemetry/api';
+import { createLogger, tracer, type Logger } from '@concord/runtime';
+import { RaftCore, type ReadOnlyMode } from '../raft/core.js';
+import { decodeConfChange } from '../raft/membership.js';
+import type {
+  Entry,
+  Membership,
+  MembershipChange as CoreMembershipChange,
+  Message,
+  NodeId,
+  RaftConfig,
+  RaftRestoredState,
+  ReadState,
+  Ready,
+  SnapshotMeta,
+  SoftState,
+} from '../raft/types.js';
+import type {
+  ConsensusGroup,
+  ConsensusStatus,
+  LeaderHint,
+  MemberInfo,
+  MemberRole,
+  MembershipChange,
+  MembershipOutcome,
+  ProposeOutcome,
+  ReadBarrierOutcome,
+  StateMachine,
+} from '../types.js';
+import { decodeNormalEntry, encodeCommandEntry, encodeMemberAddressEntry } from './entry-envelope.js';
+import { snapshotMessage } from './message-codec.js';
+import { RaftStorage } from './raft-storage.js';
+import { cryptoSeededRandom } from './random.js';
+import { decodeSnapshotPayload, type SnapshotPayload } from './storage-codec.js';
+import type { RaftInbound, RaftTransport, ReceivedSnapshot } from './transport.js';
+
+/**
+ * Timing defaults. A tick is 50 ms; a follower that hears nothing for 10–20 ticks (0.5–1 s, the
+ * core randomizes in [electionTicks, 2·electionTicks)) campaigns. After a leader dies the first
+ * follower to time out needs at most 1 s plus a pre-vote and a vote round trip — well inside the
+ * 2 s a new leader must take — while 10 heartbeats (one per tick) fit in the shortest timeout, so
+ * a few lost or late heartbeats do not cause an election.
+ */
+export const RAFT_DEFAULTS = {
+  tickMs: 50,
+  electionTicks: 10,
+  heartbeatTicks: 1,
+  preVote: true,
+  checkQuorum: true,
+  /** One append carries at most this many entries / bytes (well under the 8 MiB gRPC limit). */
+  maxAppendEntries: 512,
+  maxAppendBytes: 1024 * 1024,
+  /** Appends in flight to one follower before waiting for acknowledgements. */
+  maxInflightAppends: 64,
+  /** Snapshot and compact the log after this many applied entries. */
+  snapshotEvery: 10_000,
+  /**
+   * A proposal not applied within this time resolves `unknown` (its entry may still commit),
+   * e.g. when this member lost leadership and is cut off from the new leader.
+   */
+  proposalTimeoutMs: 10_000,
+  /** A read barrier with no answer from a leader within this time resolves `not_leader`. */
+  readTimeoutMs: 5_000,
+  /** Inbound peer messages queued beyond this are dropped (Raft retransmits): a slow disk must not exhaust memory. */
+  maxQueuedMessages: 10_000,
+  /** Read barriers confirm leadership with a heartbeat round (thesis §6.4), correct whatever the clocks do. */
+  readOnlyMode: 'safe',
+} as const;
+
+export interface RaftGroupOptions<Result> {
+  /** The group's name; peers route messages by it (a process may host several groups). */
+  groupId: string;
+  memberId: NodeId;
+  /** host:port this member's peer service listens on, reported as the leader address. */
+  address: string;
+  /**
+   * The group's initial members (id → host:port), identical on every founding member. Read only
+   * when the data folder is empty, to bootstrap it; afterwards membership comes from the log and
+   * snapshots. A member that is not in `peers` starts with an empty membership: it never
+   * campaigns, and joins once the leader adds it (changeMembership add_learner) and replicates to
+   * it — the first conf_change entry or snapshot it receives carries the whole membership.
+   */
+  peers: Readonly<Record<NodeId, string>> | ReadonlyMap<NodeId, string>;
+  /** Folder for this member's Raft data (kept under `raft/` in it: `wal/` and `snapshot.bin`). */
+  dataDir: string;
+  stateMachine: StateMachine<Result>;
+  transport: RaftTransport;
+  /** See RAFT_DEFAULTS for these and why. */
+  tickMs?: number;
+  electionTicks?: number;
+  heartbeatTicks?: number;
+  preVote?: boolean;
+  checkQuorum?: boolean;
+  maxAppendEntries?: number;
+  maxAppendBytes?: number;
+  maxInflightAppends?: number;
+  snapshotEvery?: number;
+  proposalTimeoutMs?: number;
+  readTimeoutMs?: number;
+  maxQueuedMessages?: number;
+  /** 'safe' (default) or 'lease_based' (no heartbeat round while the leader's lease holds; needs bounded clock drift, see the core's config.ts). */
+  readOnlyMode?: ReadOnlyMode;
+  /** Election jitter source in [0, 1); default a PRNG seeded from the OS. Tests inject a seeded one. */
+  random?: () => number;
+  logger?: Logger;
+  /** fsync every append (default true). Off only in tests and benchmarks. */
+  sync?: boolean;
+  /** WAL segment size in bytes (default: the storage package's). */
+  segmentBytes?: number;
+}
+
+interface Resolved<Result> {
+  resolve(outcome: Result): void;
+}
+
+type GroupEvent =
+  | { kind: 'message'; message: Message; senderAddress: string | undefined }
+  | { kind: 'propose'; data: Uint8Array; waiter: Resolved<ProposeOutcome<unknown>> }
+  | { kind: 'read'; waiter: Resolved<ReadBarrierOutcome> }
+  | { kind: 'membership'; change: MembershipChange; waiter: Resolved<MembershipOutcome> }
+  | { kind: 'snapshot_received'; snapshot: ReceivedSnapshot; resolve(value: { term: number }): void; reject(error: unknown): void }
+  | { kind: 'snapshot_sent'; to: NodeId; succeeded: boolean }
+  | { kind: 'unreachable'; peer: NodeId }
+  | { kind: 'snapshot_now'; resolve(): void; reject(error: unknown): void }
+  | { kind: 'snapshot_saved'; meta: SnapshotMeta; waiters: { resolve(): void; reject(error: unknown): void }[] };
+
+interface PendingProposal<Result> {
+  term: number;
+  resolve(outcome: ProposeOutcome<Result>): void;
+  timer: NodeJS.Timeout;
+}
+
+interface PendingMembershipChange {
+  term: number;
+  change: CoreMembershipChange;
+  resolve(outcome: MembershipOutcome): void;
+}
+
+interface PendingRead {
+  /** Set once the core's ReadState for this request arrives. */
+  index?: number;
+  resolve(outcome: ReadBarrierOutcome): void;
+  timer: NodeJS.Timeout;
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  const chosen = value ?? fallback;
+  if (!Number.isSafeInteger(chosen) || chosen < 1) throw new RangeError(`${name}: must be a positive integer (got ${String(value)})`);
+  return chosen;
+}
+
+/** Whether `membership` reflects `change` (used when a snapshot overtook the change's entry). */
+function changeInEffect(membership: Membership, change: CoreMembershipChange): boolean {
+  switch (change.kind) {
+    case 'add_learner':
+      return membership.learners.includes(change.node) || membership.voters.includes(change.node);
+    case 'promote':
+      return membership.voters.includes(change.node);
+    case 'remove':
+      return !membership.voters.includes(change.node) && !membership.learners.includes(change.node);
+  }
+}
+
+export class RaftGroup<Result> implements ConsensusGroup<Result> {
+  readonly engine = 'raft' as const;
+  private readonly logger: Logger;
+  private readonly config: Omit<RaftConfig, 'id' | 'random'> & { readOnlyMode: ReadOnlyMode };
+  private readonly tickMs: number;
+  private readonly snapshotEvery: number;
+  private readonly proposalTimeoutMs: number;
+  private readonly readTimeoutMs: number;
+  private readonly maxQueuedMessages: number;
+
+  private core: RaftCore | undefined;
+  private storage: RaftStorage | undefined;
+  private ticker: NodeJS.Timeout | undefined;
+
+  private readonly queue: GroupEvent[] = [];
+  private queuedMessages = 0;
+  private pendingTicks = 0;
+  /** The loop's current run, while one is running. */
+  private running: Promise<void> | undefined;
+
+  private applied = 0;
+  /** Membership as of `applied` (the core's membership() also counts changes not applied yet). */
+  private appliedMembership: Membership = { voters: [], learners: [] };
+  /** Where members listen: routing only, never membership. */
+  private readonly addresses = new Map<NodeId, string>();
+  private peersKey = '';
+  private softState: SoftState = { role: 'follower', leaderId: '' };
+
+  private readonly proposals = new Map<number, PendingProposal<Result>>();
+  private readonly membershipChanges = new Map<number, PendingMembershipChange>();
+  private readonly reads = new Map<string, PendingRead>();
+  private readCounter = 0;
+  /**
+   * Makes read contexts unique across restarts: a leader may still hold a request this member made
+   * before it restarted, and answering a new read with that older index would not be linearizable.
+   */
+  private readonly instanceNonce = randomBytes(6).toString('hex');
+  /** A received snapshot's data, between stepping its message and the Ready that persists it. */
+  private readonly receivedSnapshots = new Map<string, ReceivedSnapshot>();
+  private readonly snapshotsInFlight = new Set<NodeId>();
+  /** Index of the last snapshot file written or installed. */
+  private savedSnapshotIndex = 0;
+  /** Applied index of the last snapshot attempted; automatic snapshots wait snapshotEvery entries after it. */
+  private snapshotAttemptIndex = 0;
+  private snapshotInProgress: { resolve(): void; reject(error: unknown): void }[] | undefined;
+
+  private state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
+  private failure: unknown;
+
+  constructor(private readonly options: RaftGroupOptions<Result>) {
+    this.logger = (options.logger ?? createLogger({ service: 'consensus', memberId: options.memberId })).child({
+      group_id: options.groupId,
+      engine: 'raft',
+    });
+    const electionTicks = positiveInteger('electionTicks', options.electionTicks, RAFT_DEFAULTS.electionTicks);
+    const heartbeatTicks = positiveInteger('heartbeatTicks', options.heartbeatTicks, RAFT_DEFAULTS.heartbeatTicks);
+    if (heartbeatTicks >= electionTicks) {
+      throw new RangeError(`heartbeatTicks (${heartbeatTicks}) must be less than electionTicks (${electionTicks})`);
+    }
+    this.config = {
+      electionTicks,
+      heartbeatTicks,
+      preVote: options.preVote ?? RAFT_DEFAULTS.preVote,
+      checkQuorum: options.checkQuorum ?? RAFT_DEFAULTS.checkQuorum,
+      maxAppendEntries: positiveInteger('maxAppendEntries', options.maxAppendEntries, RAFT_DEFAULTS.maxAppendEntries),
+      maxAppendBytes: positiveInteger('maxAppendBytes', options.maxAppendBytes, RAFT_DEFAULTS.maxAppendBytes),
+      maxInflightAppends: positiveInteger('maxInflightAppends', options.maxInflightAppends, RAFT_DEFAULTS.maxInflightAppends),
+      readOnlyMode: options.readOnlyMode ?? RAFT_DEFAULTS.readOnlyMode,
+    };
+    this.tickMs = positiveInteger('tickMs', options.tickMs, RAFT_DEFAULTS.tickMs);
+    this.snapshotEvery = positiveInteger('snapshotEvery', options.snapshotEvery, RAFT_DEFAULTS.snapshotEvery);
+    this.proposalTimeoutMs = positiveInteger('proposalTimeoutMs', options.proposalTimeoutMs, RAFT_DEFAULTS.proposalTimeoutMs);
+    this.readTimeoutMs = positiveInteger('readTimeoutMs', options.readTimeoutMs, RAFT_DEFAULTS.readTimeoutMs);
+    this.maxQueuedMessages = positiveInteger('maxQueuedMessages', options.maxQueuedMessages, RAFT_DEFAULTS.maxQueuedMessages);
+    if (options.groupId === '') throw new RangeError('groupId: must not be empty');
+    if (options.memberId === '') throw new RangeError('memberId: must not be empty');
+  }
+
+  // ---------------------------------------------------------------- lifecycle
+
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new Error('a RaftGroup starts once');
+    this.state = 'starting';
+    const { storage, recovered } = await RaftStorage.open({
+      dir: join(this.options.dataDir, 'raft'),
+      ...(this.options.sync !== undefined ? { sync: this.options.sync } : {}),
+      ...(this.options.segmentBytes !== undefined ? { segmentBytes: this.options.segmentBytes } : {}),
+    });
+    this.storage = storage;
+    try {
+      if (recovered.truncatedBytes > 0) this.logger.warn({ bytes: recovered.truncatedBytes }, 'cut a torn write off the WAL tail');
+      let initialMembership: Membership;
+      if (recovered.bootstrap !== undefined) {
+        initialMembership = { voters: [...recovered.bootstrap.voters], learners: [] };
+        for (const [id, address] of Object.entries(recovered.bootstrap.addresses)) this.addresses.set(id, address);
+      } else if (recovered.snapshot !== undefined) {
+        initialMembership = recovered.snapshot.meta.membership;
+      } else if (recovered.entries.length === 0 && recovered.hardState.term === 0) {
+        initialMembership = await this.bootstrap(storage);
+      } else {
+        throw new Error(
+          `${this.options.dataDir}: the Raft log has entries but neither its bootstrap record nor a snapshot; restore this member's data from a replica`,
+        );
+      }
+      this.appliedMembership = initialMembership;
+
+      if (recovered.snapshot !== undefined) this.restoreSnapshot(recovered.snapshot);
+      this.noteAddresses(recovered.entries);
+      // This member's own address is whatever it listens on now.
+      this.addresses.set(this.options.memberId, this.options.address);
+
+      const restored: RaftRestoredState = {
+        hardState: recovered.hardState,
+        entries: recovered.entries,
+        initialMembership,
+        applied: this.applied,
+      };
+      if (recovered.snapshot !== undefined) restored.snapshot = recovered.snapshot.meta;
+      this.core = new RaftCore(
+        { ...this.config, id: this.options.memberId, random: this.options.random ?? cryptoSeededRandom() },
+        restored,
+      );
+      this.logger.info(
+        {
+          term: recovered.hardState.term,
+          commit: recovered.hardState.commit,
+          snapshot_index: recovered.snapshot?.meta.index ?? 0,
+          entries: recovered.entries.length,
+        },
+        'raft member recovered',
+      );
+
+      this.options.transport.start(this.inbound(), this.options.address);
+      this.updatePeers();
+      this.state = 'running';
+      // Re-applies the committed entries after the snapshot before start() returns, like the
+      // single engine's replay, so status() and reads see the recovered state at once.
+      await this.schedule();
+      if (this.failure !== undefined) throw this.failure;
+      this.ticker = setInterval(() => {
+        this.pendingTicks = Math.min(this.pendingTicks + 1, this.config.electionTicks);
+        void this.schedule();
+      }, this.tickMs);
+      this.ticker.unref();
+    } catch (error) {
+      this.state = 'stopped';
+      await this.options.transport.close().catch(() => undefined);
+      await storage.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Records the initial membership of a brand-new member; the only read of `peers`. */
+  private async bootstrap(storage: RaftStorage): Promise<Membership> {
+    const peers = this.options.peers instanceof Map ? new Map(this.options.peers) : new Map(Object.entries(this.options.peers));
+    if (peers.size === 0) throw new RangeError('peers: must name the initial members of the group (id → host:port)');
+    const addresses: Record<NodeId, string> = {};
+    for (const [id, address] of peers) {
+      if (id === '' || address === '') throw new RangeError(`peers: member ids and addresses must not be empty (got ${JSON.stringify([id, address])})`);
+      const memberAddress = id === this.options.memberId ? this.options.address : address;
+      addresses[id] = memberAddress;
+      this.addresses.set(id, memberAddress);
+    }
+    // A member missing from `peers` joins an existing group: it must not form a group of its own.
+    const voters = peers.has(this.options.memberId) ? [...peers.keys()].sort() : [];
+    await storage.bootstrap({ voters, addresses });
+    this.logger.info({ voters }, voters.length > 0 ? 'bootstrapped a new raft member' : 'started a member that waits to be added to the group');
+    return { voters, learners: [] };
+  }
+
+  async stop(): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'new') {
+      this.state = 'stopped';
+      return;
+    }
+    this.state = 'stopped';
+    clearInterval(this.ticker);
+    await this.options.transport.close();
+    // The loop checks `state` before every batch: it finishes the Ready in hand and exits.
+    await this.running;
+    this.abandonEverything('group stopped');
+    await this.storage?.close();
+    this.logger.info('raft member stopped');
+  }
+
+  // ---------------------------------------------------------------- the ConsensusGroup API
+
+  propose(command: Uint8Array): Promise<ProposeOutcome<Result>> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.state === 'stopped') return Promise.resolve({ kind: 'dropped', reason: 'group is stopped' });
+    this.requireStarted();
+    const span = tracer.startSpan('consensus.propose', {
+      attributes: { 'concord.group_id': this.options.groupId, 'concord.engine': 'raft', 'concord.command_bytes': command.byteLength },
+    });
+    return new Promise<ProposeOutcome<unknown>>((resolve) => {
+      this.enqueue({ kind: 'propose', data: encodeCommandEntry(command), waiter: { resolve } });
+    }).then(
+      (outcome) => {
+        endSpan(span, outcome.kind, outcome.kind === 'applied' ? outcome.index : undefined);
+        return outcome as ProposeOutcome<Result>;
+      },
+      (error: unknown) => {
+        endSpan(span, 'failed', undefined, error);
+        throw error;
+      },
+    );
+  }
+
+  readBarrier(): Promise<ReadBarrierOutcome> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.state === 'stopped') return Promise.resolve({ kind: 'not_leader', ...this.leaderHint() });
+    this.requireStarted();
+    return new Promise((resolve) => this.enqueue({ kind: 'read', waiter: { resolve } }));
+  }
+
+  changeMembership(change: MembershipChange): Promise<MembershipOutcome> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.state === 'stopped') return Promise.resolve({ kind: 'rejected', reason: 'group is stopped' });
+    this.requireStarted();
+    if (change.memberId === '') return Promise.resolve({ kind: 'rejected', reason: 'memberId: must not be empty' });
+    if (change.kind === 'add_learner' && change.address === '') {
+      return Promise.resolve({ kind: 'rejected', reason: 'address: a new member needs the host:port its peer service listens on' });
+    }
+    return new Promise((resolve) => this.enqueue({ kind: 'membership', change, waiter: { resolve } }));
+  }
+
+  snapshotNow(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.state === 'stopped') return Promise.reject(new Error('group is stopped'));
+    this.requireStarted();
+    return new Promise((resolve, reject) => this.enqueue({ kind: 'snapshot_now', resolve, reject }));
+  }
+
+  status(): ConsensusStatus {
+    const core = this.requireCore();
+    const status = core.status();
+    const { voters, learners } = status.membership;
+    let role: MemberRole;
+    if (status.role === 'leader') role = 'leader';
+    else if (status.role === 'candidate' || status.role === 'pre_candidate') role = 'candidate';
+    else role = learners.includes(this.options.memberId) ? 'learner' : 'follower';
+    const members: MemberInfo[] = [
+      ...voters.map((memberId) => ({ memberId, address: this.addressOf(memberId), voter: true })),
+      ...learners.map((memberId) => ({ memberId, address: this.addressOf(memberId), voter: false })),
+    ];
+    const result: ConsensusStatus = {
+      engine: 'raft',
+      memberId: this.options.memberId,
+      role,
+      term: status.term,
+      commitIndex: status.commit,
+      appliedIndex: this.applied,
+      snapshotIndex: this.storage?.snapshotIndex ?? 0,
+      members,
+    };
+    return { ...result, ...this.hintFor(status.leaderId) };
+  }
+
+  // ---------------------------------------------------------------- the event loop
+
+  private inbound(): RaftInbound {
+    return {
+      receive: (message, senderAddress) => {
+        if (this.state !== 'running') return;
+        if (this.queuedMessages >= this.maxQueuedMessages) return;
+        this.queuedMessages++;
+        this.enqueue({ kind: 'message', message, senderAddress });
+      },
+      receiveSnapshot: (snapshot) =>
+        new Promise((resolve, reject) => {
+          if (this.state !== 'running') {
+            reject(new Error('group is not running'));
+            return;
+          }
+          this.enqueue({ kind: 'snapshot_received', snapshot, resolve, reject });
+        }),
+      unreachable: (peer) => {
+        if (this.state === 'running') this.enqueue({ kind: 'unreachable', peer });
+      },
+    };
+  }
+
+  private enqueue(event: GroupEvent): void {
+    if (this.failure !== undefined) {
+      this.abandonEvent(event, 'group failed');
+      return;
+    }
+    this.queue.push(event);
+    void this.schedule();
+  }
+
+  /** Starts the loop unless it runs; resolves when the current run ends. */
+  private schedule(): Promise<void> {
+    if (this.running === undefined && this.state !== 'stopped' && this.failure === undefined) {
+      this.running = this.run().finally(() => {
+        this.running = undefined;
+      });
+    }
+    return this.running ?? Promise.resolve();
+  }
+
+  private async run(): Promise<void> {
+    try {
+      // At least one pass: at start the core has committed entries to re-apply and nothing queued.
+      do {
+        const batch = this.queue.splice(0);
+        for (const event of batch) {
+          if (this.state === 'stopped') {
+            this.abandonEvent(event, 'group stopped');
+            continue;
+          }
+          if (event.kind === 'snapshot_saved' || event.kind === 'snapshot_now' || event.kind === 'snapshot_received') {
+            // These need I/O of their own: first bring the core's pending Ready to disk.
+            await this.processReady();
+            await this.handleAsyncEvent(event);
+          } else {
+            this.handleEvent(event);
+          }
+        }
+        // Ticks after the messages that arrived with them: a heartbeat that queued up during a
+        // slow fsync counts before the elapsed time does, which avoids needless elections.
+        const ticks = this.pendingTicks;
+        this.pendingTicks = 0;
+        for (let i = 0; i < ticks; i++) this.requireCore().tick();
+        await this.processReady();
+        this.maybeSnapshot();
+      } while ((this.queue.length > 0 || this.pendingTicks > 0) && this.state !== 'stopped');
+    } catch (error) {
+      this.fail(error);
+    }
+  }
+
+  /** Feeds one event to the core. Synchronous: the core's state cannot change under it. */
+  private handleEvent(event: Exclude<GroupEvent, { kind: 'snapshot_saved' | 'snapshot_now' | 'snapshot_received' }>): void {
+    const core = this.requireCore();
+    switch (event.kind) {
+      case 'message':
+        this.queuedMessages--;
+        if (event.senderAddress !== undefined && !this.addresses.has(event.message.from)) {
+          // Only fills a gap (a member that joined learns where its leader listens); an address
+          // the log or a snapshot gave is never overridden by what a peer claims.
+          this.addresses.set(event.message.from, event.senderAddress);
+          this.updatePeers();
+        }
+        core.step(event.message);
+        return;
+      case 'propose': {
+        const result = core.propose(event.data);
+        if (result.kind === 'accepted') this.trackProposal(result.index, result.term, event.waiter);
+        else if (result.kind === 'not_leader') event.waiter.resolve({ kind: 'not_leader', ...this.hintFor(result.leaderId) });
+        else event.waiter.resolve({ kind: 'dropped', reason: result.reason });
+        return;
+      }
+      case 'read': {
+        const key = `${this.options.memberId}/${this.instanceNonce}/${++this.readCounter}`;
+        const result = core.readIndex(Buffer.from(key, 'utf8'));
+        if (result.kind === 'not_leader') {
+          event.waiter.resolve({ kind: 'not_leader', ...this.hintFor(result.leaderId) });
+          return;
+        }
+        const timer = setTimeout(() => this.settleRead(key, { kind: 'not_leader', ...this.leaderHint() }), this.readTimeoutMs);
+        timer.unref();
+        this.reads.set(key, { resolve: event.waiter.resolve, timer });
+        return;
+      }
+      case 'membership': {
+        const change: CoreMembershipChange = { kind: event.change.kind, node: event.change.memberId };
+        if (event.change.kind === 'add_learner' && this.addresses.get(change.node) !== event.change.address) {
+          // The address goes in the log just before the change (see entry-envelope.ts). Should the
+          // change itself be refused, the entry is a harmless routing note.
+          const noted = core.propose(encodeMemberAddressEntry(change.node, event.change.address));
+          if (noted.kind === 'not_leader') {
+            event.waiter.resolve({ kind: 'not_leader', ...this.hintFor(noted.leaderId) });
+            return;
+          }
+          // The leader must reach the new member as soon as the change is appended.
+          if (noted.kind === 'accepted') this.addresses.set(change.node, event.change.address);
+        }
+        const result = core.proposeMembershipChange(change);
+        if (result.kind === 'accepted') {
+          this.replaceMembershipWaiter(result.index);
+          this.membershipChanges.set(result.index, { term: result.term, change, resolve: event.waiter.resolve });
+        } else if (result.kind === 'not_leader') {
+          event.waiter.resolve({ kind: 'not_leader', ...this.hintFor(result.leaderId) });
+        } else {
+          event.waiter.resolve({ kind: 'rejected', reason: result.reason });
+        }
+        return;
+      }
+      case 'snapshot_sent':
+        this.snapshotsInFlight.delete(event.to);
+        core.reportSnapshot(event.to, event.succeeded);
+        return;
+      case 'unreachable':
+        core.reportUnreachable(event.peer);
+        return;
+    }
+  }
+
+  private async handleAsyncEvent(event: Extract<GroupEvent, { kind: 'snapshot_saved' | 'snapshot_now' | 'snapshot_received' }>): Promise<void> {
+    const core = this.requireCore();
+    switch (event.kind) {
+      case 'snapshot_received': {
+        const { snapshot } = event;
+        const key = snapshotKey(snapshot.meta);
+        this.receivedSnapshots.set(key, snapshot);
+        try {
+          core.step(snapshotMessage(snapshot.from, snapshot.to, snapshot.term, snapshot.meta));
+          await this.processReady();
+        } catch (error) {
+          event.reject(error);
+          throw error;
+        } finally {
+          this.receivedSnapshots.delete(key);
+        }
+        event.resolve({ term: core.status().term });
+        return;
+      }
+      case 'snapshot_now':
+        if (this.applied <= this.savedSnapshotIndex && this.snapshotInProgress === undefined) {
+          event.resolve();
+          return;
+        }
+        this.takeSnapshot({ resolve: event.resolve, reject: event.reject });
+        return;
+      case 'snapshot_saved': {
+        // Re-checked after the await that wrote the file: a snapshot received from the leader
+        // meanwhile may already cover this one (recordSnapshot then ignores it).
+        const storage = this.requireStorage();
+        if (await storage.recordSnapshot(event.meta)) {
+          core.compact(event.meta.index);
+          this.logger.debug({ index: event.meta.index, term: event.meta.term }, 'snapshot recorded, log compacted');
+        }
+        for (const waiter of event.waiters) waiter.resolve();
+        return;
+      }
+    }
+  }
+
+  /** Drains the core: persist → send → apply → advance, Ready after Ready. */
+  private async processReady(): Promise<void> {
+    const core = this.requireCore();
+    const storage = this.requireStorage();
+    while (core.hasReady()) {
+      const ready = core.ready();
+      if (ready.softState !== undefined) this.onSoftState(ready.softState);
+
+      this.sendMessages(ready.messages);
+
+      let received: ReceivedSnapshot | undefined;
+      let receivedPayload: SnapshotPayload | undefined;
+      if (ready.snapshot !== undefined) {
+        received = this.receivedSnapshots.get(snapshotKey(ready.snapshot));
+        if (received === undefined) throw new Error(`the core asked to install snapshot ${snapshotKey(ready.snapshot)} that was never received`);
+        receivedPayload = decodeSnapshotPayload(received.data);
+      }
+      const update: Parameters<RaftStorage['persist']>[0] = { entries: ready.entries };
+      if (ready.hardState !== undefined) update.hardState = ready.hardState;
+      if (receivedPayload !== undefined) update.snapshot = receivedPayload;
+      await storage.persist(update);
+
+      // Durable now. The Ready in hand is still exactly what the core asked for: nothing else
+      // touches the core while the loop awaits.
+      if (receivedPayload !== undefined) this.installSnapshot(receivedPayload);
+      this.noteAddresses(ready.entries);
+      this.sendMessages(ready.messagesAfterPersist);
+
+      for (const entry of ready.committedEntries) this.applyEntry(entry);
+      for (const readState of ready.readStates) this.onReadState(readState);
+      this.resolveReads();
+      this.updatePeers();
+      core.advance();
+    }
+  }
+
+  // ---------------------------------------------------------------- Ready parts
+
+  private sendMessages(messages: readonly Message[]): void {
+    if (messages.length === 0) return;
+    const wire: Message[] = [];
+    for (const message of messages) {
+      if (message.type === 'snapshot') this.sendSnapshot(message);
+      else wire.push(message);
+    }
+    if (wire.length > 0) this.options.transport.send(wire);
+  }
+
+  /** Streams the latest stored snapshot to a follower behind the compacted log, off the loop. */
+  private sendSnapshot(message: Message): void {
+    if (this.snapshotsInFlight.has(message.to)) return;
+    this.snapshotsInFlight.add(message.to);
+    const storage = this.requireStorage();
+    void (async () => {
+      let succeeded = false;
+      try {
+        const file = await storage.readSnapshotFile();
+        if (file !== undefined) {
+          const { meta } = decodeSnapshotPayload(file);
+          this.logger.info({ to: message.to, index: meta.index, bytes: file.length }, 'sending a snapshot');
+          succeeded = await this.options.transport.sendSnapshot(message.to, message.term, meta, file);
+        }
+      } catch (error) {
+        this.logger.warn({ err: error, to: message.to }, 'sending a snapshot failed');
+      }
+      if (this.state === 'running') this.enqueue({ kind: 'snapshot_sent', to: message.to, succeeded });
+      else this.snapshotsInFlight.delete(message.to);
+    })();
+  }
+
+  private onSoftState(next: SoftState): void {
+    const previous = this.softState;
+    this.softState = next;
+    if (next.role !== previous.role || next.leaderId !== previous.leaderId) {
+      this.logger.info({ role: next.role, leader_id: next.leaderId || undefined, term: this.core?.status().term }, 'raft role changed');
+    }
+    if (next.leaderId !== previous.leaderId) {
+      // A read-index round belongs to the leader that started it; with a new leader (or none)
+      // its ReadState will not come. Barriers that already have one stay valid.
+      for (const [key, read] of this.reads) {
+        if (read.index === undefined) this.settleRead(key, { kind: 'not_leader', ...this.hintFor(next.leaderId) });
+      }
+    }
+  }
+
+  private applyEntry(entry: Entry): void {
+    if (entry.index <= this.applied) return;
+    if (entry.index !== this.applied + 1) {
+      throw new Error(`committed entry ${entry.index} does not follow the applied index ${this.applied}`);
+    }
+    switch (entry.type) {
+      case 'normal': {
+        const content = decodeNormalEntry(entry.data, entry.index);
+        if (content.kind === 'command') {
+          const result = this.options.stateMachine.apply(content.command, entry.index);
+          this.settleProposal(entry, { kind: 'applied', index: entry.index, result });
+        } else {
+          if (content.kind === 'member_address') this.addresses.set(content.node, content.address);
+          this.settleProposal(entry, undefined);
+        }
+        break;
+      }
+      case 'noop':
+        this.settleProposal(entry, undefined);
+        break;
+      case 'conf_change': {
+        const { change, membership } = decodeConfChange(entry.data);
+        this.appliedMembership = membership;
+        this.settleProposal(entry, undefined);
+        const waiter = this.membershipChanges.get(entry.index);
+        if (waiter !== undefined) {
+          this.membershipChanges.delete(entry.index);
+          waiter.resolve(
+            waiter.term === entry.term
+              ? { kind: 'applied', index: entry.index, members: this.membersOf(this.appliedMembership) }
+              : { kind: 'rejected', reason: `a leader of term ${entry.term} replaced the change at index ${entry.index}` },
+          );
+        }
+        this.logger.info({ index: entry.index, change, membership }, 'membership change applied');
+        break;
+      }
+    }
+    this.applied = entry.index;
+  }
+
+  /**
+   * Resolves the proposal waiting on `entry.index`. Index AND term must match what propose()
+   * returned: a different term there means another leader's entry committed at that index, so
+   * ours was overwritten and can never commit (Log Matching) — `dropped`, safe to retry.
+   */
+  private settleProposal(entry: Entry, applied: ProposeOutcome<Result> | undefined): void {
+    const pending = this.proposals.get(entry.index);
+    if (pending === undefined) return;
+    this.proposals.delete(entry.index);
+    clearTimeout(pending.timer);
+    if (pending.term === entry.term && applied !== undefined) pending.resolve(applied);
+    else pending.resolve({ kind: 'dropped', reason: `a leader of term ${entry.term} committed another entry at index ${entry.index}` });
+  }
+
+  private trackProposal(index: number, term: number, waiter: Resolved<ProposeOutcome<unknown>>): void {
+    const previous = this.proposals.get(index);
+    if (previous !== undefined) {
+      // This member, leader again, reused the index of an entry it proposed in an earlier term.
+      // That entry is gone from this log but may survive on another member that could still
+      // become leader and commit it: the outcome is unknown, not dropped.
+      clearTimeout(previous.timer);
+      previous.resolve({ kind: 'unknown', reason: `index ${index} was reused in term ${term}; the earlier entry may still commit` });
+    }
+    const timer = setTimeout(() => {
+      if (this.proposals.get(index)?.term !== term) return;
+      this.proposals.delete(index);
+      waiter.resolve({ kind: 'unknown', reason: `not applied within ${this.proposalTimeoutMs} ms; it may still commit` });
+    }, this.proposalTimeoutMs);
+    timer.unref();
+    this.proposals.set(index, { term, resolve: waiter.resolve, timer });
+  }
+
+  private replaceMembershipWaiter(index: number): void {
+    const previous = this.membershipChanges.get(index);
+    if (previous === undefined) return;
+    this.membershipChanges.delete(index);
+    previous.resolve({ kind: 'rejected', reason: `index ${index} was reused by a later leader term; check status() for the outcome` });
+  }
+
+  private onReadState(readState: ReadState): void {
+    const key = Buffer.from(readState.context).toString('utf8');
+    const read = this.reads.get(key);
+    if (read !== undefined) read.index = readState.index;
+  }
+
+  /** Read barriers whose ReadState index this member has applied are linearizable now (thesis §6.4). */
+  private resolveReads(): void {
+    for (const [key, read] of this.reads) {
+      if (read.index !== undefined && read.index <= this.applied) this.settleRead(key, { kind: 'ready', index: read.index });
+    }
+  }
+
+  private settleRead(key: string, outcome: ReadBarrierOutcome): void {
+    const read = this.reads.get(key);
+    if (read === undefined) return;
+    this.reads.delete(key);
+    clearTimeout(read.timer);
+    read.resolve(outcome);
+  }
+
+  // ---------------------------------------------------------------- snapshots
+
+  private maybeSnapshot(): void {
+    if (this.state !== 'running' || this.snapshotInProgress !== undefined) return;
+    if (this.applied - Math.max(this.snapshotAttemptIndex, this.savedSnapshotIndex) >= this.snapshotEvery) this.takeSnapshot(undefined);
+  }
+
+  /**
+   * Captures the state machine at the applied index (synchronously, on the loop, so it matches
+   * `applied` exactly), writes the file off the loop, then queues snapshot_saved to append the
+   * marker and compact the core's log.
+   */
+  private takeSnapshot(waiter: { resolve(): void; reject(error: unknown): void } | undefined): void {
+    if (this.snapshotInProgress !== undefined) {
+      if (waiter !== undefined) this.snapshotInProgress.push(waiter);
+      return;
+    }
+    const waiters = waiter === undefined ? [] : [waiter];
+    this.snapshotInProgress = waiters;
+    // Addresses of everyone the log knows so far: members, and ones whose change is not applied yet.
+    const current = this.requireCore().membership();
+    const members = new Set([...this.appliedMembership.voters, ...this.appliedMembership.learners, ...current.voters, ...current.learners]);
+    const addresses: Record<NodeId, string> = {};
+    for (const id of members) {
+      const address = this.addresses.get(id);
+      if (address !== undefined) addresses[id] = address;
+    }
+    const payload: SnapshotPayload = {
+      meta: this.requireCore().snapshotMetaAt(this.applied),
+      addresses,
+      stateMachineData: this.options.stateMachine.snapshot(),
+    };
+    this.snapshotAttemptIndex = payload.meta.index;
+    const storage = this.requireStorage();
+    storage.writeSnapshotFile(payload).then(
+      (written) => {
+        this.snapshotInProgress = undefined;
+        if (written) this.savedSnapshotIndex = Math.max(this.savedSnapshotIndex, payload.meta.index);
+        if (!written) {
+          for (const w of waiters) w.resolve();
+          return;
+        }
+        if (this.state === 'running') this.enqueue({ kind: 'snapshot_saved', meta: payload.meta, waiters });
+        else for (const w of waiters) w.resolve();
+      },
+      (error: unknown) => {
+        this.snapshotInProgress = undefined;
+        for (const w of waiters) w.reject(error);
+        // A failed snapshot write leaves the log intact; the next attempt comes snapshotEvery
+        // entries later (or with snapshotNow).
+        this.logger.error({ err: error, index: payload.meta.index }, 'writing a snapshot failed');
+      },
+    );
+  }
+
+  /** After a snapshot from the leader is durable: the state machine takes its state. */
+  private installSnapshot(payload: SnapshotPayload): void {
+    this.restoreSnapshot(payload);
+    this.logger.info({ index: payload.meta.index, term: payload.meta.term }, 'installed a snapshot from the leader');
+    // Entries up to the snapshot are in its state, but whether one of ours is among them cannot be told.
+    for (const [index, pending] of this.proposals) {
+      if (index > payload.meta.index) continue;
+      this.proposals.delete(index);
+      clearTimeout(pending.timer);
+      pending.resolve({ kind: 'unknown', reason: `replaced by a snapshot at index ${payload.meta.index}` });
+    }
+    for (const [index, pending] of this.membershipChanges) {
+      if (index > payload.meta.index) continue;
+      this.membershipChanges.delete(index);
+      const inEffect = changeInEffect(payload.meta.membership, pending.change);
+      pending.resolve(
+        inEffect
+          ? { kind: 'applied', index, members: this.membersOf(payload.meta.membership) }
+          : { kind: 'rejected', reason: `replaced by a snapshot at index ${payload.meta.index} without this change` },
+      );
+    }
+  }
+
+  private restoreSnapshot(payload: SnapshotPayload): void {
+    this.options.stateMachine.restore(payload.stateMachineData);
+    this.applied = payload.meta.index;
+    this.appliedMembership = payload.meta.membership;
+    this.savedSnapshotIndex = Math.max(this.savedSnapshotIndex, payload.meta.index);
+    this.snapshotAttemptIndex = Math.max(this.snapshotAttemptIndex, payload.meta.index);
+    for (const [id, address] of Object.entries(payload.addresses)) this.addresses.set(id, address);
+  }
+
+  // ---------------------------------------------------------------- members and addresses
+
+  /**
+   * Learns member addresses from entries as they are appended, not only when applied: the core
+   * counts a new member from the moment its change is appended, and this member may have to
+   * replicate to it as leader before the change commits.
+   */
+  private noteAddresses(entries: readonly Entry[]): void {
+    for (const entry of entries) {
+      if (entry.type !== 'normal' || entry.data[0] !== 1) continue;
+      const content = decodeNormalEntry(entry.data, entry.index);
+      if (content.kind === 'member_address') this.addresses.set(content.node, content.address);
+    }
+  }
+
+  /**
+   * Points the transport at every member it knows an address for. Not only the current
+   * membership: a member still waiting to be added has none, yet must answer the leader.
+   */
+  private updatePeers(): void {
+    const membership = this.requireCore().membership();
+    const peers = new Map<NodeId, string>();
+    for (const [id, address] of this.addresses) if (id !== this.options.memberId) peers.set(id, address);
+    const unknown = [...membership.voters, ...membership.learners].filter((id) => id !== this.options.memberId && !peers.has(id));
+    const key = JSON.stringify([[...peers].sort(), unknown.sort()]);
+    if (key === this.peersKey) return;
+    this.peersKey = key;
+    if (unknown.length > 0) this.logger.warn({ peers: unknown }, 'no address known for these members; messages to them are dropped');
+    this.options.transport.setPeers(peers);
+  }
+
+  private addressOf(memberId: NodeId): string {
+    if (memberId === this.options.memberId) return this.options.address;
+    return this.addresses.get(memberId) ?? '';
+  }
+
+  private membersOf(membership: Membership): MemberInfo[] {
+    return [
+      ...membership.voters.map((memberId) => ({ memberId, address: this.addressOf(memberId), voter: true })),
+      ...membership.learners.map((memberId) => ({ memberId, address: this.addressOf(memberId), voter: false })),
+    ];
+  }
+
+  private hintFor(leaderId: NodeId | ''): LeaderHint {
+    if (leaderId === '') return {};
+    const hint: LeaderHint = { leaderId };
+    const address = this.addresses.get(leaderId) ?? (leaderId === this.options.memberId ? this.options.address : undefined);
+    if (address !== undefined) hint.leaderAddress = address;
+    return hint;
+  }
+
+  private leaderHint(): LeaderHint {
+    return this.core === undefined ? {} : this.hintFor(this.core.status().leaderId);
+  }
+
+  // ---------------------------------------------------------------- failure and shutdown
+
+  /** A failed fsync leaves the on-disk state unknown: stop rather than guess (the WAL refuses too). */
+  private fail(error: unknown): void {
+    if (this.failure !== undefined) return;
+    this.failure = error;
+    this.logger.fatal({ err: error }, 'raft member failed; restart it to recover from its log');
+    clearInterval(this.ticker);
+    this.abandonEverything('group failed');
+    void this.options.transport.close();
+  }
+
+  private abandonEvent(event: GroupEvent, reason: string): void {
+    switch (event.kind) {
+      case 'propose':
+        event.waiter.resolve({ kind: 'dropped', reason });
+        return;
+      case 'read':
+        event.waiter.resolve({ kind: 'not_leader', ...this.leaderHint() });
+        return;
+      case 'membership':
+        event.waiter.resolve({ kind: 'rejected', reason });
+        return;
+      case 'snapshot_received':
+      case 'snapshot_now':
+        event.reject(new Error(reason));
+        return;
+      case 'snapshot_saved':
+        for (const waiter of event.waiters) waiter.resolve();
+        return;
+      case 'message':
+        this.queuedMessages--;
+        return;
+      case 'snapshot_sent':
+      case 'unreachable':
+        return;
+    }
+  }
+
+  /**
+   * Answers everyone still waiting. Accepted proposals resolve `unknown`, not `dropped`: their
+   * entries are in the log and may commit through the other members.
+   */
+  private abandonEverything(reason: string): void {
+    for (const event of this.queue.splice(0)) this.abandonEvent(event, reason);
+    for (const [index, pending] of this.proposals) {
+      clearTimeout(pending.timer);
+      pending.resolve({ kind: 'unknown', reason: `${reason}; the entry at index ${index} may still commit` });
+    }
+    this.proposals.clear();
+    for (const [index, pending] of this.membershipChanges) {
+      pending.resolve({ kind: 'rejected', reason: `${reason} before the change at index ${index} was applied; check status()` });
+    }
+    this.membershipChanges.clear();
+    for (const key of [...this.reads.keys()]) this.settleRead(key, { kind: 'not_leader', ...this.leaderHint() });
+    for (const waiter of this.snapshotInProgress ?? []) waiter.reject(new Error(reason));
+    this.snapshotInProgress = undefined;
+  }
+
+  private requireStarted(): void {
+    if (this.state !== 'running') throw new Error('consensus group used before start()');
+  }
+
+  private requireCore(): RaftCore {
+    if (this.core === undefined) throw new Error('consensus group used before start()');
+    return this.core;
+  }
+
+  private requireStorage(): RaftStorage {
+    if (this.storage === undefined) throw new Error('consensus group used before start()');
+    return this.storage;
+  }
+}
+
+function snapshotKey(meta: SnapshotMeta): string {
+  return `${meta.index}/${meta.term}`;
+}
+
+function endSpan(span: Span, outcome: string, index: number | undefined, error?: unknown): void {
+  span.setAttribute('concord.outcome', outcome);
+  if (index !== undefined) span.setAttribute('concord.index', index);
+  if (error !== undefined) {
+    span.recordException(error instanceof Error ? error : new Error(String(error)));
+    span.setStatus({ code: SpanStatusCode.ERROR });
+  }
+  span.end();
+}

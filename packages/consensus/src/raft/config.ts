@@ -1,0 +1,71 @@
+// Options of the Raft core beyond RaftConfig, and their validation. Every number that matters is
+// named here; a bad value throws at construction with a message naming the setting.
+import type { RaftConfig } from './types.js';
+
+/**
+ * How the leader serves ReadIndex requests.
+ * - 'safe' (default): thesis §6.4 — record the commit index, confirm leadership with a heartbeat
+ *   round acknowledged by a majority, then answer. Correct under any clock behaviour.
+ * - 'lease_based': thesis §6.4.1 — while the leader holds a lease it answers at once, without a
+ *   heartbeat round. Requires checkQuorum (see RaftCoreOptions.leaseSafetyMarginTicks for the bound).
+ */
+export type ReadOnlyMode = 'safe' | 'lease_based';
+
+export interface RaftCoreOptions extends RaftConfig {
+  /** Default 'safe'. */
+  readOnlyMode?: ReadOnlyMode;
+  /**
+   * Leader lease (lease_based only). A follower that hears from the leader ignores votes for the
+   * next electionTicks of *its* ticks (leader stickiness, which checkQuorum enables), so no other
+   * leader can be elected until then. The leader counts its lease from the moment it SENT the newest
+   * heartbeat that a majority acknowledged — a lower bound on when they received it — and trusts it
+   * for electionTicks − leaseSafetyMarginTicks of its own ticks. The margin must cover
+   *   - tick granularity: a follower's first tick may come right after it heard the heartbeat (1 tick);
+   *   - clock drift: if tick rates of any two nodes differ by at most a factor (1 + ρ), the margin
+   *     must be at least ρ · electionTicks more.
+   * Default: max(1, ceil(electionTicks / 5)), i.e. it tolerates about 20% drift minus one tick.
+   * Paused processes (GC, VM migration) are drift too: use 'safe' where they cannot be bounded.
+   */
+  leaseSafetyMarginTicks?: number;
+}
+
+export interface NormalizedOptions extends RaftConfig {
+  readOnlyMode: ReadOnlyMode;
+  leaseSafetyMarginTicks: number;
+}
+
+function positiveInteger(value: number, name: string): void {
+  if (!Number.isInteger(value) || value < 1) {
+    throw new Error(`raft config: ${name} must be a positive integer, got ${String(value)}`);
+  }
+}
+
+export function normalizeOptions(options: RaftCoreOptions): NormalizedOptions {
+  if (typeof options.id !== 'string' || options.id === '') throw new Error('raft config: id must be a non-empty string');
+  positiveInteger(options.electionTicks, 'electionTicks');
+  positiveInteger(options.heartbeatTicks, 'heartbeatTicks');
+  if (options.heartbeatTicks >= options.electionTicks) {
+    throw new Error(
+      `raft config: heartbeatTicks (${options.heartbeatTicks}) must be less than electionTicks (${options.electionTicks})`,
+    );
+  }
+  positiveInteger(options.maxAppendEntries, 'maxAppendEntries');
+  positiveInteger(options.maxAppendBytes, 'maxAppendBytes');
+  positiveInteger(options.maxInflightAppends, 'maxInflightAppends');
+  if (typeof options.random !== 'function') throw new Error('raft config: random must be a function returning [0, 1)');
+  const readOnlyMode = options.readOnlyMode ?? 'safe';
+  if (readOnlyMode !== 'safe' && readOnlyMode !== 'lease_based') {
+    throw new Error(`raft config: readOnlyMode must be 'safe' or 'lease_based', got ${String(readOnlyMode)}`);
+  }
+  if (readOnlyMode === 'lease_based' && !options.checkQuorum) {
+    throw new Error("raft config: readOnlyMode 'lease_based' requires checkQuorum (leader stickiness is what makes the lease hold)");
+  }
+  const leaseSafetyMarginTicks = options.leaseSafetyMarginTicks ?? Math.max(1, Math.ceil(options.electionTicks / 5));
+  positiveInteger(leaseSafetyMarginTicks, 'leaseSafetyMarginTicks');
+  if (leaseSafetyMarginTicks >= options.electionTicks) {
+    throw new Error(
+      `raft config: leaseSafetyMarginTicks (${leaseSafetyMarginTicks}) must be less than electionTicks (${options.electionTicks})`,
+    );
+  }
+  return { ...options, readOnlyMode, leaseSafetyMarginTicks };
+}
