@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { credentials } from '@grpc/grpc-js';
 import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
+import { freePorts } from './testing.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const STARTUP_TIMEOUT_MS = 15_000;
@@ -29,6 +30,10 @@ function run(args: string[], env: Record<string, string> = {}): { child: ChildPr
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   const exited = new Promise<Exit>((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr })));
   return { child, exited };
+}
+
+async function freePort(): Promise<number> {
+  return (await freePorts(1))[0]!;
 }
 
 /** Resolves with the first JSON log line whose msg is "serving". */
@@ -60,10 +65,11 @@ describe('shard main', () => {
   it('logs one "serving" line with its address, serves, and stops cleanly on SIGTERM', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'concord-shard-main-'));
     try {
-      const { child, exited } = run(['--group-id', 'g1', '--ring-groups', 'g1,g2', '--sync=false'], { CONCORD_DATA_DIR: dataDir });
+      const { child, exited } = run(['--group-id', 'g1', '--ring-groups', 'g1,g2', '--sync=false', '--engine', 'single'], { CONCORD_DATA_DIR: dataDir });
       const serving = await servingLine(child);
       assert.equal(serving['group_id'], 'g1');
       assert.equal(serving['member_id'], 'g1-0');
+      assert.equal(serving['engine'], 'single');
       assert.match(String(serving['address']), /^127\.0\.0\.1:\d+$/);
       assert.notEqual(serving['address'], '127.0.0.1:0');
 
@@ -82,6 +88,46 @@ describe('shard main', () => {
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }
+  });
+
+  it('serves the consensus peer service beside Shard with the raft engine; a group of one elects itself', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'concord-shard-main-'));
+    try {
+      const port = await freePort();
+      const address = `127.0.0.1:${port}`;
+      const args = ['--group-id', 'g1', '--member-id', 'g1-0', '--ring-groups', 'g1', '--sync=false', '--listen', address, '--peers', `g1-0=${address}`, '--tick-ms', '10'];
+      const { child, exited } = run(args, { CONCORD_DATA_DIR: dataDir });
+      const serving = await servingLine(child);
+      assert.equal(serving['address'], address);
+      assert.equal(serving['engine'], 'raft');
+
+      const client = new ShardClient(address, credentials.createInsecure());
+      const statusOf = (): Promise<ShardStatusResponse> =>
+        new Promise((resolve, reject) => client.status({}, (error, response) => (error ? reject(error) : resolve(response))));
+      let reported = await statusOf();
+      for (let tries = 0; reported.role !== 'LEADER' && tries < 500; tries++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        reported = await statusOf();
+      }
+      client.close();
+      assert.deepEqual(
+        { role: reported.role, engine: reported.engine, leaderAddress: reported.leaderAddress, memberId: reported.memberId },
+        { role: 'LEADER', engine: 'raft', leaderAddress: address, memberId: 'g1-0' },
+      );
+      assert.ok(reported.term >= 1);
+
+      child.kill('SIGTERM');
+      const exit = await exited;
+      assert.equal(exit.code, 0, exit.stderr);
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('exits 2 naming --peers when the raft engine is not told its group', async () => {
+    const exit = await run(['--group-id', 'g1', '--ring-groups', 'g1', '--data-dir', '/nonexistent', '--listen', '127.0.0.1:7101']).exited;
+    assert.equal(exit.code, 2);
+    assert.match(exit.stderr, /--peers: required with --engine raft/);
   });
 
   it('exits 2 naming the setting when a setting is bad', async () => {

@@ -4,10 +4,17 @@ import { isEntryPoint, runRole, runRoleAsEntryPoint, type RoleDefinition } from 
 import { SHARD_OPTION_SPECS, compileShardOptions, type ShardOptions } from './options.js';
 import { startShardNode, type ShardNode } from './shard-node.js';
 
-const USAGE = `Usage: concord serve shard --group-id <id> --data-dir <dir> --ring-groups <g1,g2,...> [settings]
+const USAGE = `Usage: concord serve shard --group-id <id> --member-id <id> --data-dir <dir> --ring-groups <g1,g2,...>
+                          --peers <id=host:port,...> --listen <host:port> [settings]
 
-Serves one replica of a shard group (gRPC service concord.v1.Shard). Once it listens it logs one
-line with msg "serving" and its address. SIGTERM or SIGINT shut it down gracefully.
+Serves one replica of a shard group: gRPC service concord.v1.Shard for clients and, with the raft
+engine (the default), concord.v1.Consensus for the other members of the group, on one port. Once it
+listens it logs one line with msg "serving" and its address. SIGTERM or SIGINT shut it down
+gracefully.
+
+A group of three: start each member with the same --peers and its own --member-id and --listen,
+  --member-id g1-0 --listen 127.0.0.1:7101 --peers g1-0=127.0.0.1:7101,g1-1=127.0.0.1:7102,g1-2=127.0.0.1:7103
+(and g1-1 on 7102, g1-2 on 7103). --engine single serves a group of one without --peers.
 
 Settings (a flag wins over its environment variable, which wins over the default):
 `;
@@ -20,7 +27,7 @@ const SHARD_ROLE: RoleDefinition<ShardOptions, ShardNode> = {
   compile: compileShardOptions,
   start: startShardNode,
   failureFields: (options) => ({ group_id: options.groupId, data_dir: options.dataDir }),
-  servingFields: (node) => ({ group_id: node.groupId }),
+  servingFields: (node) => ({ group_id: node.groupId, engine: node.engine }),
 };
 
 export function runShard(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {

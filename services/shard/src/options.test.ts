@@ -3,7 +3,11 @@ import assert from 'node:assert/strict';
 import { OptionsError, formatOptionsHelp } from '@concord/runtime';
 import { SHARD_OPTION_SPECS, compileShardOptions } from './options.js';
 
-const REQUIRED = ['--group-id', 'g1', '--data-dir', '/var/lib/concord', '--ring-groups', 'g1,g2'];
+const PEERS = 'g1-0=127.0.0.1:7101,g1-1=127.0.0.1:7102,g1-2=127.0.0.1:7103';
+/** What a raft replica (the default engine) must be given. */
+const REQUIRED = ['--group-id', 'g1', '--data-dir', '/var/lib/concord', '--ring-groups', 'g1,g2', '--listen', '127.0.0.1:7101', '--peers', PEERS];
+/** What a single-engine replica must be given. */
+const REQUIRED_SINGLE = ['--group-id', 'g1', '--data-dir', '/var/lib/concord', '--ring-groups', 'g1,g2', '--engine', 'single'];
 
 function compile(argv: string[], env: Record<string, string> = {}) {
   return compileShardOptions({ argv, env });
@@ -17,25 +21,74 @@ function assertOptionsError(argv: string[], pattern: RegExp, env: Record<string,
 }
 
 describe('compileShardOptions', () => {
-  it('fills the documented defaults', () => {
+  it('fills the documented defaults: the raft engine, 50 ms ticks, elections after 10 ticks, heartbeats every tick', () => {
     assert.deepEqual(compile(REQUIRED), {
       groupId: 'g1',
       memberId: 'g1-0',
       listenHost: '127.0.0.1',
-      listenPort: 0,
+      listenPort: 7101,
       dataDir: '/var/lib/concord',
       ringGroups: ['g1', 'g2'],
       ringVnodes: 128,
       ringEpoch: 1,
-      engine: 'single',
+      engine: 'raft',
+      peers: { 'g1-0': '127.0.0.1:7101', 'g1-1': '127.0.0.1:7102', 'g1-2': '127.0.0.1:7103' },
+      tickMs: 50,
+      electionTicks: 10,
+      heartbeatTicks: 1,
       sync: true,
       snapshotEvery: 10000,
       logLevel: 'info',
     });
   });
 
+  it('runs the single engine without peers, on port 0 by default', () => {
+    const options = compile(REQUIRED_SINGLE);
+    assert.equal(options.engine, 'single');
+    assert.deepEqual(options.peers, {});
+    assert.equal(options.listenPort, 0);
+  });
+
+  it('requires --peers for raft, naming this replica, and refuses them for single', () => {
+    assertOptionsError(['--group-id', 'g1', '--member-id', 'g1-1', '--data-dir', '/d', '--ring-groups', 'g1'], /^--peers: required with --engine raft: .*this replica \(--member-id g1-1\) included/);
+    assertOptionsError([...REQUIRED, '--member-id', 'g1-3'], /^--peers: must include this replica's --member-id "g1-3" \(got g1-0,g1-1,g1-2\)$/);
+    assertOptionsError([...REQUIRED_SINGLE, '--peers', PEERS], /^--peers: only the raft engine has peers; remove it, or use --engine raft/);
+    assertOptionsError(REQUIRED_SINGLE, /^CONCORD_PEERS \(for --peers\): only the raft engine has peers/, { CONCORD_PEERS: PEERS });
+  });
+
+  it('checks every --peers entry', () => {
+    const withPeers = (peers: string): string[] => [...REQUIRED.slice(0, -1), peers];
+    assertOptionsError(withPeers('g1-0@127.0.0.1:7101'), /^--peers: each entry must be <member-id>=<host:port> \(got "g1-0@127.0.0.1:7101"\)$/);
+    assertOptionsError(withPeers('g1-0=127.0.0.1:7101,g 1=127.0.0.1:7102'), /^--peers: member id must be 1 to 64 letters/);
+    assertOptionsError(withPeers('g1-0=127.0.0.1:7101,g1-1=127.0.0.1'), /^--peers: member g1-1: address must be host:port with a port from 1 to 65535/);
+    assertOptionsError(withPeers('g1-0=127.0.0.1:7101,g1-1=127.0.0.1:0'), /^--peers: member g1-1: address must be host:port/);
+    assertOptionsError(withPeers('g1-0=127.0.0.1:7101,g1-0=127.0.0.1:7102'), /^--peers: member g1-0 is listed twice$/);
+    assertOptionsError(withPeers('g1-0=127.0.0.1:7101,g1-1=127.0.0.1:7101'), /^--peers: 127.0.0.1:7101 is listed for both g1-0 and g1-1$/);
+    const ipv6 = compile([...REQUIRED.slice(0, -3), '[::1]:7101', '--peers', 'g1-0=[::1]:7101,g1-1=[::1]:7102,g1-2=shard-2.svc:7103']);
+    assert.deepEqual(ipv6.peers, { 'g1-0': '[::1]:7101', 'g1-1': '[::1]:7102', 'g1-2': 'shard-2.svc:7103' });
+    assert.equal(ipv6.listenHost, '::1');
+  });
+
+  it("requires --listen to use the port of this replica's --peers entry, whatever the host", () => {
+    assertOptionsError(REQUIRED.slice(0, -4).concat('--peers', PEERS), /^--listen: port 0 cannot be used with --engine raft: .*listen on port 7101 \(e.g. --listen 127.0.0.1:7101\)$/);
+    assertOptionsError([...REQUIRED, '--listen', '127.0.0.1:7102'], /^--listen: port 7102 differs from this replica's --peers address 127.0.0.1:7101; .*listen on port 7101$/);
+    assert.equal(compile([...REQUIRED, '--listen', '0.0.0.0:7101']).listenHost, '0.0.0.0');
+  });
+
+  it('checks the raft timing settings', () => {
+    const options = compile([...REQUIRED, '--tick-ms', '20', '--election-ticks', '25', '--heartbeat-ticks', '5']);
+    assert.deepEqual([options.tickMs, options.electionTicks, options.heartbeatTicks], [20, 25, 5]);
+    assertOptionsError([...REQUIRED, '--tick-ms', '0'], /^--tick-ms: must be an integer between 1 and 60000/);
+    assertOptionsError([...REQUIRED, '--election-ticks', '1'], /^--election-ticks: must be an integer between 2 and 10000/);
+    assertOptionsError([...REQUIRED, '--heartbeat-ticks', '10'], /^--heartbeat-ticks: must be less than --election-ticks \(10\).*\(got 10\)$/);
+    assertOptionsError(REQUIRED, /^CONCORD_HEARTBEAT_TICKS \(for --heartbeat-ticks\): must be less than --election-ticks \(4\)/, {
+      CONCORD_ELECTION_TICKS: '4',
+      CONCORD_HEARTBEAT_TICKS: '4',
+    });
+  });
+
   it('reads environment variables, and a flag wins over its variable', () => {
-    const options = compile(['--ring-epoch', '4'], {
+    const options = compile(['--ring-epoch', '4', '--engine', 'single'], {
       CONCORD_GROUP_ID: 'shard_a',
       CONCORD_MEMBER_ID: 'shard_a-2',
       CONCORD_DATA_DIR: '/data',
@@ -79,10 +132,10 @@ describe('compileShardOptions', () => {
   });
 
   it('validates --listen as host:port', () => {
-    assert.equal(compile([...REQUIRED, '--listen', '0.0.0.0:65535']).listenPort, 65535);
-    assert.equal(compile([...REQUIRED, '--listen', 'shard-0.shard.svc:7100']).listenHost, 'shard-0.shard.svc');
+    assert.equal(compile([...REQUIRED_SINGLE, '--listen', '0.0.0.0:65535']).listenPort, 65535);
+    assert.equal(compile([...REQUIRED_SINGLE, '--listen', 'shard-0.shard.svc:7100']).listenHost, 'shard-0.shard.svc');
     for (const bad of ['127.0.0.1', '127.0.0.1:65536', ':7100', 'host:port', '::1:7100', 'a b:1']) {
-      assertOptionsError([...REQUIRED, '--listen', bad], /--listen: must be host:port/);
+      assertOptionsError([...REQUIRED_SINGLE, '--listen', bad], /--listen: must be host:port/);
     }
   });
 
@@ -90,7 +143,7 @@ describe('compileShardOptions', () => {
     assertOptionsError([...REQUIRED, '--ring-vnodes', '0'], /--ring-vnodes: must be an integer between 1 and 4096/);
     assertOptionsError([...REQUIRED, '--ring-epoch', '0'], /--ring-epoch: must be an integer of at least 1/);
     assertOptionsError([...REQUIRED, '--snapshot-every', 'often'], /--snapshot-every/);
-    assertOptionsError([...REQUIRED, '--engine', 'raft'], /--engine: must be one of single/);
+    assertOptionsError([...REQUIRED, '--engine', 'multipaxos'], /--engine: must be one of raft, single/);
     assertOptionsError([...REQUIRED, '--log-level', 'loud'], /--log-level: must be one of/);
     assertOptionsError([...REQUIRED, '--sync=maybe'], /--sync: must be true or false/);
     assert.equal(compile([...REQUIRED, '--sync=false']).sync, false);
@@ -99,9 +152,12 @@ describe('compileShardOptions', () => {
 
   it('lists every setting in the help text', () => {
     const help = formatOptionsHelp(SHARD_OPTION_SPECS);
-    for (const flag of ['group-id', 'member-id', 'listen', 'data-dir', 'ring-groups', 'ring-vnodes', 'ring-epoch', 'engine', 'sync', 'snapshot-every', 'log-level']) {
+    const flags = ['group-id', 'member-id', 'listen', 'data-dir', 'ring-groups', 'ring-vnodes', 'ring-epoch', 'engine', 'peers', 'tick-ms', 'election-ticks', 'heartbeat-ticks', 'sync', 'snapshot-every', 'log-level'];
+    for (const flag of flags) {
       assert.match(help, new RegExp(`--${flag}\\b`));
     }
     assert.match(help, /env CONCORD_DATA_DIR; required/);
+    assert.match(help, /once the data dir holds Raft state, membership comes from the replicated log and this setting is ignored/);
+    assert.match(help, /--election-ticks × --tick-ms, randomized up to\s+twice that/);
   });
 });

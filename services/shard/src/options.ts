@@ -2,11 +2,11 @@
 // a typed ShardOptions. Only src/main.ts calls compileShardOptions; everything below takes options.
 
 import { compileOptionSpecs, LOG_LEVELS, OptionsError, type OptionSources, type OptionSpec } from '@concord/runtime';
-import { DEFAULT_SNAPSHOT_EVERY, type EngineName } from '@concord/consensus';
+import { DEFAULT_SNAPSHOT_EVERY, RAFT_DEFAULTS, type EngineName } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 
-/** Engines the shard role can run today; raft and multipaxos join this list when they exist. */
-export const SHARD_ENGINES = ['single'] as const satisfies readonly EngineName[];
+/** Engines the shard role can run today, the default first; multipaxos joins this list when it exists. */
+export const SHARD_ENGINES = ['raft', 'single'] as const satisfies readonly EngineName[];
 export type ShardEngine = (typeof SHARD_ENGINES)[number];
 
 /** Group and member ids appear in metrics labels, file names and k8s object names. */
@@ -36,6 +36,18 @@ export interface ShardOptions {
   ringVnodes: number;
   ringEpoch: number;
   engine: ShardEngine;
+  /**
+   * Raft only: the group's initial members (member id → host:port), this replica included; its own
+   * entry is the address peers and clients dial. Read only to bootstrap an empty data dir. Empty
+   * for the single engine.
+   */
+  peers: Record<string, string>;
+  /** Raft only: length of one tick; timeouts below are counted in ticks. */
+  tickMs: number;
+  /** Raft only: ticks without a leader before a follower campaigns (randomized up to 2×). */
+  electionTicks: number;
+  /** Raft only: ticks between a leader's heartbeats. */
+  heartbeatTicks: number;
   /** fsync every log append before acknowledging a write. */
   sync: boolean;
   /** Applied entries between snapshots (each snapshot compacts the log). */
@@ -53,6 +65,10 @@ interface RawShardOptions extends Record<string, unknown> {
   ringVnodes: number;
   ringEpoch: number;
   engine: string;
+  peers: string[];
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
   sync: boolean;
   snapshotEvery: number;
   logLevel: string;
@@ -121,9 +137,49 @@ export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: Option
     kind: 'enum',
     flag: 'engine',
     env: 'CONCORD_ENGINE',
-    default: 'single',
+    default: 'raft',
     values: SHARD_ENGINES,
-    doc: 'Consensus engine of the group: single (one replica, write-ahead log only).',
+    doc: 'Consensus engine of the group: raft (replicated over the members of --peers) or single (one replica, write-ahead log only; for development and tests).',
+  },
+  peers: {
+    kind: 'list',
+    flag: 'peers',
+    env: 'CONCORD_PEERS',
+    default: [],
+    doc:
+      "Raft: the group's initial members as <member-id>=<host:port>,..., the same on every founding member and including this " +
+      "replica's --member-id; its entry is the address peers and clients dial (--listen must use its port). Required with " +
+      '--engine raft. Read only to bootstrap an empty data dir: once the data dir holds Raft state, membership comes from the ' +
+      'replicated log and this setting is ignored.',
+  },
+  tickMs: {
+    kind: 'int',
+    flag: 'tick-ms',
+    env: 'CONCORD_TICK_MS',
+    default: RAFT_DEFAULTS.tickMs,
+    min: 1,
+    max: 60_000,
+    doc: 'Raft: length of one tick in milliseconds; the timeouts below are counted in ticks.',
+  },
+  electionTicks: {
+    kind: 'int',
+    flag: 'election-ticks',
+    env: 'CONCORD_ELECTION_TICKS',
+    default: RAFT_DEFAULTS.electionTicks,
+    min: 2,
+    max: 10_000,
+    doc:
+      'Raft: election timeout in ticks. A follower that hears no leader for --election-ticks × --tick-ms, randomized up to ' +
+      'twice that (0.5–1 s by default), campaigns; a leader that hears no majority for as long steps down.',
+  },
+  heartbeatTicks: {
+    kind: 'int',
+    flag: 'heartbeat-ticks',
+    env: 'CONCORD_HEARTBEAT_TICKS',
+    default: RAFT_DEFAULTS.heartbeatTicks,
+    min: 1,
+    max: 10_000,
+    doc: 'Raft: a leader sends heartbeats every this many ticks; must be less than --election-ticks.',
   },
   sync: {
     kind: 'bool',
@@ -138,7 +194,7 @@ export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: Option
     env: 'CONCORD_SNAPSHOT_EVERY',
     default: DEFAULT_SNAPSHOT_EVERY,
     min: 1,
-    doc: 'Take a snapshot and compact the log after this many applied writes.',
+    doc: 'Take a snapshot and compact the log after this many applied log entries.',
   },
   logLevel: {
     kind: 'enum',
@@ -172,20 +228,99 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     );
   }
   const { host, port } = splitHostPort(raw.listen);
+  const memberId = raw.memberId === '' ? `${raw.groupId}-0` : raw.memberId;
+  const engine = raw.engine as ShardEngine;
+  const peersOrigin = originOf(sources, SHARD_OPTION_SPECS.peers);
+  let peers: Record<string, string> = {};
+  if (engine === 'raft') {
+    peers = parsePeers(raw.peers, peersOrigin, memberId);
+    const own = splitHostPort(peers[memberId]!);
+    const listenOrigin = originOf(sources, SHARD_OPTION_SPECS.listen);
+    if (port === 0) {
+      throw new OptionsError(
+        `${listenOrigin}: port 0 cannot be used with --engine raft: the other members and clients dial this replica at its --peers address ` +
+          `${peers[memberId]!}, so listen on port ${own.port} (e.g. --listen ${host.includes(':') ? `[${host}]` : host}:${own.port})`,
+      );
+    }
+    if (port !== own.port) {
+      throw new OptionsError(
+        `${listenOrigin}: port ${port} differs from this replica's --peers address ${peers[memberId]!}; the other members and clients dial that address, so listen on port ${own.port}`,
+      );
+    }
+    if (raw.heartbeatTicks >= raw.electionTicks) {
+      throw new OptionsError(
+        `${originOf(sources, SHARD_OPTION_SPECS.heartbeatTicks)}: must be less than --election-ticks (${raw.electionTicks}), so followers hear several heartbeats per election timeout (got ${raw.heartbeatTicks})`,
+      );
+    }
+  } else if (raw.peers.length > 0) {
+    throw new OptionsError(`${peersOrigin}: only the raft engine has peers; remove it, or use --engine raft (got --engine ${engine})`);
+  }
   return {
     groupId: raw.groupId,
-    memberId: raw.memberId === '' ? `${raw.groupId}-0` : raw.memberId,
+    memberId,
     listenHost: host,
     listenPort: port,
     dataDir: raw.dataDir,
     ringGroups,
     ringVnodes: raw.ringVnodes,
     ringEpoch: raw.ringEpoch,
-    engine: raw.engine as ShardEngine,
+    engine,
+    peers,
+    tickMs: raw.tickMs,
+    electionTicks: raw.electionTicks,
+    heartbeatTicks: raw.heartbeatTicks,
     sync: raw.sync,
     snapshotEvery: raw.snapshotEvery,
     logLevel: raw.logLevel as ShardOptions['logLevel'],
   };
+}
+
+/**
+ * Parses --peers entries ("g1-0=127.0.0.1:7101"). Ids and addresses must be distinct: two members
+ * on one address would receive each other's messages. This replica must be one of them, or it
+ * would start as a member waiting to be added and never serve.
+ */
+export function parsePeers(entries: readonly string[], origin: string, memberId: string): Record<string, string> {
+  const fail = (what: string): never => {
+    throw new OptionsError(`${origin}: ${what}`);
+  };
+  if (entries.length === 0) {
+    fail(
+      `required with --engine raft: the group's initial members as <member-id>=<host:port>,..., this replica (--member-id ${memberId}) included, ` +
+        `e.g. ${memberId}=127.0.0.1:7101,<other-id>=127.0.0.1:7102,<third-id>=127.0.0.1:7103`,
+    );
+  }
+  // A Map, then Object.fromEntries: an id such as "__proto__" becomes an own property, not a prototype.
+  const peers = new Map<string, string>();
+  const owners = new Map<string, string>();
+  for (const entry of entries) {
+    const equals = entry.indexOf('=');
+    if (equals === -1) fail(`each entry must be <member-id>=<host:port> (got ${JSON.stringify(entry)})`);
+    const id = entry.slice(0, equals).trim();
+    const address = entry.slice(equals + 1).trim();
+    if (!ID_PATTERN.test(id)) fail(`member id must be ${ID_DOC} (got ${JSON.stringify(id)} in ${JSON.stringify(entry)})`);
+    if (peers.has(id)) fail(`member ${id} is listed twice`);
+    if (!LISTEN_PATTERN.test(address) || splitHostPort(address).port === 0) {
+      fail(`member ${id}: address must be host:port with a port from 1 to 65535, e.g. 127.0.0.1:7101 (got ${JSON.stringify(address)})`);
+    }
+    const owner = owners.get(address);
+    if (owner !== undefined) fail(`${address} is listed for both ${owner} and ${id}`);
+    owners.set(address, id);
+    peers.set(id, address);
+  }
+  if (!peers.has(memberId)) {
+    fail(`must include this replica's --member-id ${JSON.stringify(memberId)} (got ${[...peers.keys()].join(',')})`);
+  }
+  return Object.fromEntries(peers);
+}
+
+/** Names where a setting came from, phrased as compileOptionSpecs does for its own errors. */
+function originOf(sources: OptionSources, spec: OptionSpec): string {
+  const flag = `--${spec.flag}`;
+  const fromFlag = sources.argv.some((token) => token === flag || token.startsWith(`${flag}=`));
+  if (fromFlag || spec.env === undefined) return flag;
+  const fromEnv = sources.env[spec.env];
+  return fromEnv !== undefined && fromEnv !== '' ? `${spec.env} (for ${flag})` : flag;
 }
 
 /** Splits a LISTEN_PATTERN-checked "host:port"; IPv6 brackets are removed. */

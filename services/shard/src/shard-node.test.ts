@@ -1,125 +1,34 @@
-// A shard node in this process on port 0 with a temporary data dir, driven through the generated
-// ShardClient exactly as the coordinator and the SDK call it.
+// A single-engine shard node in this process on port 0 with a temporary data dir, driven through
+// the generated ShardClient exactly as the coordinator and the SDK call it. The raft engine's
+// three-member group is in shard-node-raft.test.ts.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, status, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
+import { status, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
 import { ReadConsistency } from '@concord/proto/common';
-import {
-  ShardClient,
-  ShardDeleteRequest,
-  ShardGetRequest,
-  ShardPutRequest,
-  ShardScanRequest,
-  type ShardDeleteResponse,
-  type ShardGetResponse,
-  type ShardPutResponse,
-  type ShardScanResponse,
-  type ShardStatusResponse,
-} from '@concord/proto/shard';
-import { HashRing } from '@concord/ring';
-import { CLIENT_CHANNEL_OPTIONS, createLogger } from '@concord/runtime';
+import { createLogger } from '@concord/runtime';
 import type { ShardOptions } from './options.js';
 import { startShardNode, type ShardNode } from './shard-node.js';
+import { Shard, assertGrpcError, keyOwnedBy, keysOf, keysOwnedBy, testShardOptions } from './testing.js';
 
-const ring = new HashRing({ epoch: 1, vnodesPerGroup: 128, groups: ['g1', 'g2'] });
 const logger = createLogger({ service: 'shard', level: 'silent' });
 
-/** The first `count` keys `<prefix><n>` that `groupId` owns, in numeric order of n. */
-function keysOwnedBy(groupId: string, prefix: string, count: number): string[] {
-  const keys: string[] = [];
-  for (let i = 0; keys.length < count; i++) {
-    if (i > 100_000) throw new Error(`too few keys with prefix ${prefix} owned by ${groupId}`);
-    const key = `${prefix}${String(i).padStart(5, '0')}`;
-    if (ring.ownerOf(key) === groupId) keys.push(key);
-  }
-  return keys;
-}
-
-function keyOwnedBy(groupId: string, prefix: string): string {
-  return keysOwnedBy(groupId, prefix, 1)[0]!;
-}
-
-/** Promise wrappers over the callback client; requests are completed with proto defaults. */
-class Shard {
-  constructor(readonly client: ShardClient) {}
-
-  get(request: Partial<ShardGetRequest>): Promise<ShardGetResponse> {
-    return new Promise((resolve, reject) =>
-      this.client.get(ShardGetRequest.fromPartial(request), (error, response) => (error ? reject(error) : resolve(response))),
-    );
-  }
-  put(request: Partial<ShardPutRequest>): Promise<ShardPutResponse> {
-    return new Promise((resolve, reject) =>
-      this.client.put(ShardPutRequest.fromPartial(request), (error, response) => (error ? reject(error) : resolve(response))),
-    );
-  }
-  delete(request: Partial<ShardDeleteRequest>): Promise<ShardDeleteResponse> {
-    return new Promise((resolve, reject) =>
-      this.client.delete(ShardDeleteRequest.fromPartial(request), (error, response) => (error ? reject(error) : resolve(response))),
-    );
-  }
-  scan(request: Partial<ShardScanRequest>): Promise<ShardScanResponse[]> {
-    return new Promise((resolve, reject) => {
-      const batches: ShardScanResponse[] = [];
-      const stream = this.client.scan(ShardScanRequest.fromPartial(request));
-      stream.on('data', (batch: ShardScanResponse) => batches.push(batch));
-      stream.on('error', reject);
-      stream.on('end', () => resolve(batches));
-    });
-  }
-  status(): Promise<ShardStatusResponse> {
-    return new Promise((resolve, reject) => this.client.status({}, (error, response) => (error ? reject(error) : resolve(response))));
-  }
-}
-
-async function assertGrpcError(
-  promise: Promise<unknown>,
-  code: status,
-  message: RegExp,
-  metadata: Record<string, string> = {},
-): Promise<void> {
-  await assert.rejects(promise, (error: GrpcServiceError) => {
-    assert.equal(error.code, code, `status of "${error.details}"`);
-    assert.match(error.details, message);
-    for (const [name, value] of Object.entries(metadata)) assert.deepEqual(error.metadata.get(name), [value], `metadata ${name}`);
-    return true;
-  });
-}
-
-function keysOf(batches: ShardScanResponse[]): string[] {
-  return batches.flatMap((batch) => batch.kvs.map((kv) => kv.key));
-}
-
-describe('shard node over gRPC', () => {
+describe('shard node over gRPC (single engine)', () => {
   let dataDir: string;
   let node: ShardNode;
   let shard: Shard;
-  const options = (): ShardOptions => ({
-    groupId: 'g1',
-    memberId: 'g1-0',
-    listenHost: '127.0.0.1',
-    listenPort: 0,
-    dataDir,
-    ringGroups: ['g1', 'g2'],
-    ringVnodes: 128,
-    ringEpoch: 1,
-    engine: 'single',
-    sync: false,
-    // Small, so the restart test recovers from a snapshot plus a log tail.
-    snapshotEvery: 50,
-    logLevel: 'silent',
-  });
+  // A small snapshotEvery, so the restart test recovers from a snapshot plus a log tail.
+  const options = (): ShardOptions => testShardOptions({ dataDir, engine: 'single', snapshotEvery: 50 });
 
   async function start(): Promise<void> {
     node = await startShardNode(options(), logger);
-    shard = new Shard(new ShardClient(node.address, credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS));
+    shard = new Shard(node.address);
   }
 
   async function stop(): Promise<void> {
-    shard.client.close();
+    shard.close();
     await node.stop();
   }
 

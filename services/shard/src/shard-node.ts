@@ -1,47 +1,60 @@
 // One shard replica: the key-value state machine, the consensus group that replicates it and the
 // gRPC server in front of them, wired from typed options (src/main.ts reads flags and env).
+//
+// With the raft engine one server carries both concord.v1.Shard (clients, the coordinator) and
+// concord.v1.Consensus (the other members of the group), so a member's --peers address is also
+// the address a NOT_LEADER answer names as the leader's.
 
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { ShardService, type ShardCommandResult } from '@concord/proto/shard';
-import { SingleGroup, type ConsensusGroup } from '@concord/consensus';
+import { ConsensusPeerService, GrpcRaftTransport, RaftGroup, SingleGroup, type ConsensusGroup } from '@concord/consensus';
 import { HashRing } from '@concord/ring';
-import { ConcordServer, type Logger } from '@concord/runtime';
+import { ConcordServer, type Logger, type ServiceBinding } from '@concord/runtime';
 import { KvStateMachine } from './kv-state-machine.js';
 import type { ShardOptions } from './options.js';
 import { SHARD_SERVICE_NAME, ShardHandlers, createShardServer } from './shard-service.js';
 
+/** How long stop() waits for the Get/Put/Delete/Scan calls in progress (the server's own grace period). */
+export const SHUTDOWN_DRAIN_MS = 5_000;
+
 export interface ShardNode {
-  /** host:port clients dial (the bound port, also when port 0 was asked for). */
+  /** host:port clients dial: the --peers address with raft, else the bound address (also when port 0 was asked for). */
   readonly address: string;
+  /** The port the server is bound to. */
   readonly port: number;
   readonly groupId: string;
   readonly memberId: string;
-  /** Stops accepting calls (in-flight ones get the grace period), then closes the group's log. */
+  readonly engine: ShardOptions['engine'];
+  /** Stops accepting calls (in-flight ones get the grace period), then stops the group and closes its log. */
   stop(): Promise<void>;
 }
 
 /**
- * Starts the server first, then recovers the group: with port 0 the group only learns the address
- * it reports to clients once the server is bound. Until recovery ends the Shard service reports
- * NOT_SERVING and answers UNAVAILABLE. Resolves once the replica serves.
+ * Starts the server first, then recovers the group: with port 0 the single engine only learns the
+ * address it reports to clients once the server is bound, and a Raft member must already answer
+ * its peers while it recovers. Until recovery ends the Shard service reports NOT_SERVING and
+ * answers UNAVAILABLE. Resolves once the replica serves (for Raft: once it has recovered its own
+ * log; electing a leader takes an election timeout more).
  */
 export async function startShardNode(options: ShardOptions, logger: Logger): Promise<ShardNode> {
+  refuseOtherEngineData(options);
   const ring = new HashRing({ epoch: options.ringEpoch, vnodesPerGroup: options.ringVnodes, groups: options.ringGroups });
   const stateMachine = new KvStateMachine();
   const handlers = new ShardHandlers({ groupId: options.groupId, memberId: options.memberId, ring, stateMachine });
-  const server = await ConcordServer.start({
-    host: options.listenHost,
-    port: options.listenPort,
-    services: [{ name: SHARD_SERVICE_NAME, definition: ShardService, implementation: createShardServer(handlers) }],
-    logger,
-  });
+  const peerService = options.engine === 'raft' ? new ConsensusPeerService({ logger }) : undefined;
+  const services: ServiceBinding[] = [{ name: SHARD_SERVICE_NAME, definition: ShardService, implementation: createShardServer(handlers) }];
+  if (peerService !== undefined) services.push(peerService.binding());
+  const server = await ConcordServer.start({ host: options.listenHost, port: options.listenPort, services, logger });
   server.setServing(SHARD_SERVICE_NAME, false);
-  const address = server.address;
+  const address = options.engine === 'raft' ? options.peers[options.memberId]! : server.address;
 
   let group: ConsensusGroup<ShardCommandResult>;
   try {
-    group = createGroup(options, address, stateMachine);
+    group = createGroup(options, address, stateMachine, peerService, logger);
     await group.start();
   } catch (error) {
+    peerService?.close();
     await server.shutdown();
     throw error;
   }
@@ -58,15 +71,31 @@ export async function startShardNode(options: ShardOptions, logger: Logger): Pro
     port: server.port,
     groupId: options.groupId,
     memberId: options.memberId,
+    engine: options.engine,
     stop() {
-      // The server goes first so no call is left waiting on a group that has stopped.
-      stopping ??= server.shutdown().then(() => group.stop());
+      // First the calls in progress, while the peers are still heard: a leader's proposals need
+      // their acknowledgements to commit. Then the peer service, whose message streams never end
+      // on their own (the server's graceful shutdown would wait them out); then the server, so no
+      // call is left waiting on a group that has stopped; the group last.
+      stopping ??= (async () => {
+        server.setServing(SHARD_SERVICE_NAME, false);
+        await handlers.drain(SHUTDOWN_DRAIN_MS);
+        peerService?.close();
+        await server.shutdown();
+        await group.stop();
+      })();
       return stopping;
     },
   };
 }
 
-function createGroup(options: ShardOptions, address: string, stateMachine: KvStateMachine): ConsensusGroup<ShardCommandResult> {
+function createGroup(
+  options: ShardOptions,
+  address: string,
+  stateMachine: KvStateMachine,
+  peerService: ConsensusPeerService | undefined,
+  logger: Logger,
+): ConsensusGroup<ShardCommandResult> {
   switch (options.engine) {
     case 'single':
       return new SingleGroup<ShardCommandResult>({
@@ -77,5 +106,42 @@ function createGroup(options: ShardOptions, address: string, stateMachine: KvSta
         sync: options.sync,
         snapshotEvery: options.snapshotEvery,
       });
+    case 'raft': {
+      if (peerService === undefined) throw new Error('the raft engine needs the consensus peer service');
+      const transport = new GrpcRaftTransport({ groupId: options.groupId, memberId: options.memberId, peerService, logger });
+      return new RaftGroup<ShardCommandResult>({
+        groupId: options.groupId,
+        memberId: options.memberId,
+        address,
+        peers: options.peers,
+        dataDir: options.dataDir,
+        stateMachine,
+        transport,
+        tickMs: options.tickMs,
+        electionTicks: options.electionTicks,
+        heartbeatTicks: options.heartbeatTicks,
+        snapshotEvery: options.snapshotEvery,
+        sync: options.sync,
+        logger,
+      });
+    }
   }
+}
+
+/**
+ * The engines keep their files side by side in a data dir (single: wal/ and snapshot.bin; raft:
+ * raft/), so a replica restarted with the other engine would start empty next to its data and
+ * serve as if every key were gone. Refuse instead, naming what was found.
+ */
+function refuseOtherEngineData(options: ShardOptions): void {
+  const found =
+    options.engine === 'raft'
+      ? ['wal', 'snapshot.bin'].filter((name) => existsSync(join(options.dataDir, name)))
+      : ['raft'].filter((name) => existsSync(join(options.dataDir, name)));
+  if (found.length === 0) return;
+  const other = options.engine === 'raft' ? 'single' : 'raft';
+  throw new Error(
+    `${options.dataDir} holds data of the ${other} engine (${found.join(', ')}), and this replica runs --engine ${options.engine}: ` +
+      `run it with --engine ${other}, or point --data-dir at an empty folder`,
+  );
 }

@@ -23,6 +23,8 @@ class ScriptedGroup implements ConsensusGroup<ShardCommandResult> {
   readonly engine = 'single' as const;
   nextIndex = 1;
   proposeOverride: ProposeOutcome<ShardCommandResult> | undefined;
+  /** When set, proposals wait for it before they apply (a commit that takes a while). */
+  hold: Promise<void> | undefined;
   barrier: ReadBarrierOutcome = { kind: 'ready', index: 0 };
   barriers = 0;
 
@@ -31,10 +33,11 @@ class ScriptedGroup implements ConsensusGroup<ShardCommandResult> {
   start(): Promise<void> {
     return Promise.resolve();
   }
-  propose(command: Uint8Array): Promise<ProposeOutcome<ShardCommandResult>> {
-    if (this.proposeOverride !== undefined) return Promise.resolve(this.proposeOverride);
+  async propose(command: Uint8Array): Promise<ProposeOutcome<ShardCommandResult>> {
+    if (this.proposeOverride !== undefined) return this.proposeOverride;
+    await this.hold;
     const index = this.nextIndex++;
-    return Promise.resolve({ kind: 'applied', index, result: this.stateMachine.apply(command, index) });
+    return { kind: 'applied', index, result: this.stateMachine.apply(command, index) };
   }
   readBarrier(): Promise<ReadBarrierOutcome> {
     this.barriers++;
@@ -151,6 +154,27 @@ describe('ShardHandlers outcomes', () => {
     const stale = await handlers.get({ ...get, consistency: ReadConsistency.READ_CONSISTENCY_SERIALIZABLE });
     assert.equal(stale.found, true);
     assert.equal(group.barriers, 2);
+  });
+
+  it('drains before a shutdown: calls in progress finish, new ones are refused as NOT_LEADER without a leader', async () => {
+    const { group, handlers } = setup();
+    let release: () => void = () => undefined;
+    group.hold = new Promise((resolve) => (release = resolve));
+    const inProgress = handlers.put(put);
+    let drained = false;
+    const draining = handlers.drain(60_000).then(() => (drained = true));
+    await assertServiceError(handlers.put(put), status.UNAVAILABLE, /^NOT_LEADER: member g1-1 of group g1 is shutting down; nothing was done, retry on another replica$/, {
+      'concord-reason': 'NOT_LEADER',
+    });
+    await assertServiceError(handlers.get(ShardGetRequest.fromPartial({ key })), status.UNAVAILABLE, /shutting down/, { 'concord-reason': 'NOT_LEADER' });
+    await assertServiceError(collect(handlers.scan(ShardScanRequest.fromPartial({}))), status.UNAVAILABLE, /shutting down/, { 'concord-reason': 'NOT_LEADER' });
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(drained, false, 'the drain waits for the write in progress');
+    release();
+    assert.equal((await inProgress).version, 1);
+    await draining;
+    assert.equal(drained, true);
+    assert.equal(handlers.status().appliedIndex, 1, 'only the write in progress was applied');
   });
 
   it('answers UNAVAILABLE until the group is attached', async () => {

@@ -89,6 +89,10 @@ export class ShardHandlers {
   private group: ConsensusGroup<ShardCommandResult> | undefined;
   private readonly scanBatchMaxKvs: number;
   private readonly scanBatchMaxBytes: number;
+  /** Get, Put, Delete and Scan calls in progress. */
+  private inFlight = 0;
+  private draining = false;
+  private readonly drained: (() => void)[] = [];
 
   constructor(private readonly options: ShardHandlersOptions) {
     this.scanBatchMaxKvs = options.scanBatchMaxKvs ?? SCAN_BATCH_MAX_KVS;
@@ -106,35 +110,68 @@ export class ShardHandlers {
     this.group = group;
   }
 
+  /**
+   * Refuses every new Get, Put, Delete and Scan (UNAVAILABLE, `concord-reason: NOT_LEADER` without
+   * a leader: nothing was proposed, so a client retries on another replica) and resolves once the
+   * calls in progress have ended, or after `timeoutMs`. A shutting-down Raft leader drains before it
+   * stops hearing its peers, so the writes it has proposed can still commit and be acknowledged.
+   */
+  drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      this.drained.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
   async get(request: ShardGetRequest): Promise<ShardGetResponse> {
-    validateKey(request.key);
-    const consistency = validateConsistency(request.consistency);
-    this.checkOwnership(request.key, request.ringEpoch);
-    await this.readBarrier(consistency);
-    const stored = this.options.stateMachine.get(request.key);
-    if (stored === undefined) return { found: false, value: Buffer.alloc(0), version: 0 };
-    return { found: true, value: stored.value, version: stored.version };
+    this.enter();
+    try {
+      validateKey(request.key);
+      const consistency = validateConsistency(request.consistency);
+      this.checkOwnership(request.key, request.ringEpoch);
+      await this.readBarrier(consistency);
+      const stored = this.options.stateMachine.get(request.key);
+      if (stored === undefined) return { found: false, value: Buffer.alloc(0), version: 0 };
+      return { found: true, value: stored.value, version: stored.version };
+    } finally {
+      this.leave();
+    }
   }
 
   async put(request: ShardPutRequest): Promise<ShardPutResponse> {
-    validateKey(request.key);
-    validateValue(request.value);
-    this.checkOwnership(request.key, request.ringEpoch);
-    const result = await this.propose('put', {
-      command: { $case: 'put', value: { key: request.key, value: request.value, expectedVersion: request.expectedVersion } },
-    });
-    if (!result.applied) throw versionMismatch(request.key, result.version, request.expectedVersion);
-    return { version: result.version };
+    this.enter();
+    try {
+      validateKey(request.key);
+      validateValue(request.value);
+      this.checkOwnership(request.key, request.ringEpoch);
+      const result = await this.propose('put', {
+        command: { $case: 'put', value: { key: request.key, value: request.value, expectedVersion: request.expectedVersion } },
+      });
+      if (!result.applied) throw versionMismatch(request.key, result.version, request.expectedVersion);
+      return { version: result.version };
+    } finally {
+      this.leave();
+    }
   }
 
   async delete(request: ShardDeleteRequest): Promise<ShardDeleteResponse> {
-    validateKey(request.key);
-    this.checkOwnership(request.key, request.ringEpoch);
-    const result = await this.propose('delete', {
-      command: { $case: 'delete', value: { key: request.key, expectedVersion: request.expectedVersion } },
-    });
-    if (!result.applied) throw versionMismatch(request.key, result.version, request.expectedVersion);
-    return { deleted: result.existed, previousVersion: result.version };
+    this.enter();
+    try {
+      validateKey(request.key);
+      this.checkOwnership(request.key, request.ringEpoch);
+      const result = await this.propose('delete', {
+        command: { $case: 'delete', value: { key: request.key, expectedVersion: request.expectedVersion } },
+      });
+      if (!result.applied) throw versionMismatch(request.key, result.version, request.expectedVersion);
+      return { deleted: result.existed, previousVersion: result.version };
+    } finally {
+      this.leave();
+    }
   }
 
   /**
@@ -142,6 +179,15 @@ export class ShardHandlers {
    * the state taken after the read barrier, however slowly the client reads them.
    */
   async *scan(request: ShardScanRequest, isCancelled: () => boolean = () => false): AsyncGenerator<ShardScanResponse> {
+    this.enter();
+    try {
+      yield* this.scanBatches(request, isCancelled);
+    } finally {
+      this.leave();
+    }
+  }
+
+  private async *scanBatches(request: ShardScanRequest, isCancelled: () => boolean): AsyncGenerator<ShardScanResponse> {
     const limit = validateScanLimit(request.limit);
     const consistency = validateConsistency(request.consistency);
     validateScanRange(request);
@@ -184,6 +230,22 @@ export class ShardHandlers {
       engine: consensus.engine,
       leaderAddress: consensus.leaderAddress ?? '',
     };
+  }
+
+  private enter(): void {
+    if (this.draining) {
+      throw new ServiceError(
+        grpcStatus.UNAVAILABLE,
+        `NOT_LEADER: member ${this.options.memberId} of group ${this.options.groupId} is shutting down; nothing was done, retry on another replica`,
+        { [METADATA.reason]: REASONS.notLeader },
+      );
+    }
+    this.inFlight++;
+  }
+
+  private leave(): void {
+    this.inFlight--;
+    if (this.inFlight === 0 && this.draining) for (const resolve of this.drained.splice(0)) resolve();
   }
 
   /** WRONG_SHARD unless `key` is this group's under the ring and epoch the caller routed with. */
