@@ -1,5 +1,5 @@
 // concord.v1.Cluster: the ring clients route with, and the health of every group, gathered by
-// asking every shard replica for its own view.
+// asking every shard replica and every other coordinator for its own view.
 
 import { Metadata, credentials, status as grpcStatus, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS } from '@concord/client';
@@ -7,6 +7,8 @@ import { MemberRole, memberRoleFromJSON, type ClusterServer, type GroupStatus, t
 import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
 import { unary } from '@concord/runtime';
 import type { ShardDirectory } from './directory.js';
+import { META_GROUP_ID } from './meta/meta-group.js';
+import { MetaStatusReporter, isMemberProbe, type MetaStatusSource } from './meta-status.js';
 
 /**
  * How long Status waits for each replica. Short: a status page is most needed when something is
@@ -14,9 +16,8 @@ import type { ShardDirectory } from './directory.js';
  */
 export const STATUS_PROBE_TIMEOUT_MS = 1000;
 
-/** What the meta group's member reports while the ring lives in configuration, not in a log. */
-const META_ENGINE = 'config';
-const META_GROUP_ID = 'meta';
+/** What the one member of a config-engine coordinator's "meta group" reports: it is the whole group. */
+const CONFIG_ENGINE = 'config';
 
 export interface ClusterServiceOptions {
   directory: ShardDirectory;
@@ -27,6 +28,13 @@ export interface ClusterServiceOptions {
   knownLeader: (groupId: string) => string | undefined;
   /** Default STATUS_PROBE_TIMEOUT_MS. */
   probeTimeoutMs?: number;
+  /** The meta group (raft engine). Without it this coordinator reports itself as the whole meta group (config engine). */
+  meta?: MetaStatusSource;
+  /**
+   * Run before GetRing reads the directory, so the ring a client gets is at least as new as every
+   * change acknowledged before it asked (the meta leader's read barrier). None with the config engine.
+   */
+  readBarrier?: () => Promise<void>;
 }
 
 /** The outcome of one Status probe. */
@@ -107,38 +115,65 @@ export function groupStatus(groupId: string, probes: readonly Probe[], ringShare
 
 export function createClusterService(options: ClusterServiceOptions): { implementation: ClusterServer; close(): void } {
   const { directory } = options;
-  const prober = new StatusProber(options.probeTimeoutMs ?? STATUS_PROBE_TIMEOUT_MS);
-  const implementation: ClusterServer = {
-    getRing: unary(async () => directory.ringResponse(options.knownLeader)),
-    status: unary(async () => {
-      const shares = directory.ring.shares();
-      const groups = await Promise.all(
-        directory.groups.map(async (group) => {
-          const probes = await Promise.all(group.addresses.map((address) => prober.probe(address)));
-          const status = groupStatus(group.groupId, probes, shares.get(group.groupId) ?? 0);
-          const leader = status.members.find((member) => member.memberId === status.leaderId && status.leaderId !== '');
-          // What the replicas said about their leader also serves GetRing, so direct clients
-          // start at the leader.
-          if (leader !== undefined) directory.noteLeader(group.groupId, leader.address);
-          return status;
-        }),
-      );
-      const self: MemberStatus = {
+  const probeTimeoutMs = options.probeTimeoutMs ?? STATUS_PROBE_TIMEOUT_MS;
+  const prober = new StatusProber(probeTimeoutMs);
+  const metaReporter = options.meta === undefined ? undefined : new MetaStatusReporter(options.meta, options.memberId, options.selfAddress, probeTimeoutMs);
+
+  const shardGroups = async (): Promise<GroupStatus[]> => {
+    const state = directory.current();
+    if (state === undefined) return [];
+    const shares = state.ring.shares();
+    return Promise.all(
+      state.groups.map(async (group) => {
+        const probes = await Promise.all(group.addresses.map((address) => prober.probe(address)));
+        const status = groupStatus(group.groupId, probes, shares.get(group.groupId) ?? 0);
+        const leader = status.members.find((member) => member.memberId === status.leaderId && status.leaderId !== '');
+        // What the replicas said about their leader also serves GetRing, so direct clients
+        // start at the leader.
+        if (leader !== undefined) directory.noteLeader(group.groupId, leader.address);
+        return status;
+      }),
+    );
+  };
+
+  const configMeta = (): GroupStatus => ({
+    groupId: META_GROUP_ID,
+    members: [
+      {
         memberId: options.memberId,
         address: options.selfAddress(),
         role: MemberRole.MEMBER_ROLE_LEADER,
         term: 0,
         commitIndex: 0,
         appliedIndex: 0,
-        engine: META_ENGINE,
+        engine: CONFIG_ENGINE,
         error: '',
-      };
-      return {
-        ringEpoch: directory.ring.epoch,
-        meta: { groupId: META_GROUP_ID, members: [self], leaderId: options.memberId, keyCount: 0, ringShare: 0 },
-        groups,
-      };
+      },
+    ],
+    leaderId: options.memberId,
+    keyCount: 0,
+    ringShare: 0,
+  });
+
+  const implementation: ClusterServer = {
+    getRing: unary(async () => {
+      await options.readBarrier?.();
+      return directory.ringResponse(options.knownLeader);
+    }),
+    status: unary(async (_request, call) => {
+      const ringEpoch = (): number => directory.current()?.ring.epoch ?? 0;
+      if (metaReporter === undefined) return { ringEpoch: ringEpoch(), meta: configMeta(), groups: await shardGroups() };
+      // The internal probe of this one member (see meta-status.ts): its own entry, nothing else.
+      if (isMemberProbe(call.metadata)) return { ringEpoch: ringEpoch(), meta: metaReporter.self(), groups: [] };
+      const [meta, groups] = await Promise.all([metaReporter.group(), shardGroups()]);
+      return { ringEpoch: ringEpoch(), meta, groups };
     }),
   };
-  return { implementation, close: () => prober.close() };
+  return {
+    implementation,
+    close: () => {
+      prober.close();
+      metaReporter?.close();
+    },
+  };
 }

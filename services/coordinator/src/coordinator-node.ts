@@ -1,70 +1,216 @@
 // One coordinator: the public KV, Txn, MapReduce and Cluster services, wired from typed options
 // (src/main.ts reads flags and env).
+//
+// With the raft engine one server carries the public services and concord.v1.Consensus (the meta
+// group's peer messages), so a coordinator's --peers address is also where followers forward
+// client calls to it when it leads. The leader serves every public call itself; followers forward
+// them (forwarding.ts). With the config engine this process is the only coordinator and serves
+// everything from --groups.
 
-import { ShardRouter } from '@concord/client';
+import { status } from '@grpc/grpc-js';
+import { METADATA_LEADER, METADATA_REASON, REASON_NOT_LEADER } from '@concord/client';
+import { ConsensusPeerService, type ConsensusStatus } from '@concord/consensus';
 import { ClusterService } from '@concord/proto/cluster';
 import { KVService } from '@concord/proto/kv';
 import { MapReduceService } from '@concord/proto/mapreduce';
 import { TxnService } from '@concord/proto/txn';
-import { ConcordServer, type Logger } from '@concord/runtime';
+import { ConcordServer, ServiceError, type Logger, type ServiceBinding } from '@concord/runtime';
 import { createClusterService } from './cluster-service.js';
 import { ShardDirectory } from './directory.js';
+import { createDirectoryRouter } from './directory-router.js';
+import { LeaderForwarder, type ForwardingPolicy } from './forwarding.js';
 import { createKvService } from './kv-service.js';
-import type { CoordinatorOptions } from './options.js';
+import { MetaGroup } from './meta/meta-group.js';
+import { isMemberProbe } from './meta-status.js';
+import type { CoordinatorEngine, CoordinatorOptions } from './options.js';
 import { createMapReduceService, createTxnService } from './unimplemented-services.js';
 
 export interface CoordinatorNode {
-  /** host:port clients dial (the bound port, also when port 0 was asked for). */
+  /** host:port clients dial: the --peers address with raft, else the bound address (also when port 0 was asked for). */
   readonly address: string;
+  /** The port the server is bound to. */
   readonly port: number;
-  /** Stops accepting calls (in-flight ones get the grace period), then closes shard channels. */
+  readonly memberId: string;
+  readonly engine: CoordinatorEngine;
+  /** This coordinator's status in the meta group; undefined with the config engine and while not running. */
+  metaStatus(): ConsensusStatus | undefined;
+  /** Stops accepting calls (in-flight ones get the grace period), then closes channels and the meta group. */
   stop(): Promise<void>;
 }
 
-/** Starts serving; resolves once the server is bound. Shards are not contacted until a call needs them. */
-export async function startCoordinator(options: CoordinatorOptions, logger: Logger): Promise<CoordinatorNode> {
+/** The public services, whose health is NOT_SERVING until the meta group has recovered. */
+const PUBLIC_SERVICE_NAMES = ['concord.v1.KV', 'concord.v1.Txn', 'concord.v1.MapReduce', 'concord.v1.Cluster'] as const;
+
+/** Starts serving; resolves once the server is bound (and, with raft, the meta member recovered its log). */
+export function startCoordinator(options: CoordinatorOptions, logger: Logger): Promise<CoordinatorNode> {
+  return options.engine === 'raft' ? startRaftCoordinator(options, logger) : startConfigCoordinator(options, logger);
+}
+
+async function startConfigCoordinator(options: CoordinatorOptions, logger: Logger): Promise<CoordinatorNode> {
   const directory = new ShardDirectory({ ringEpoch: options.ringEpoch, ringVnodes: options.ringVnodes, groups: options.groups });
-  // The router reads the ring straight from the directory: no network hop, and no GetRing to itself.
-  const router = new ShardRouter({ ringSource: async () => directory.ringResponse() });
   let selfAddress = '';
-  const cluster = createClusterService({
-    directory,
-    memberId: options.memberId,
-    selfAddress: () => selfAddress,
-    knownLeader: (groupId) => router.knownLeader(groupId),
-  });
+  const wiring = publicServices({ options, directory, selfAddress: () => selfAddress });
   let server: ConcordServer;
   try {
-    server = await ConcordServer.start({
-      host: options.listenHost,
-      port: options.listenPort,
-      logger,
-      services: [
-        { name: 'concord.v1.KV', definition: KVService, implementation: createKvService({ router, shardTimeoutMs: options.shardTimeoutMs }) },
-        { name: 'concord.v1.Txn', definition: TxnService, implementation: createTxnService() },
-        { name: 'concord.v1.MapReduce', definition: MapReduceService, implementation: createMapReduceService() },
-        { name: 'concord.v1.Cluster', definition: ClusterService, implementation: cluster.implementation },
-      ],
-    });
+    server = await ConcordServer.start({ host: options.listenHost, port: options.listenPort, logger, services: wiring.bindings });
   } catch (error) {
-    router.close();
-    cluster.close();
+    wiring.close();
     throw error;
   }
   selfAddress = server.address;
-  logger.debug({ ring_epoch: directory.ring.epoch, groups: directory.groups.map((group) => group.groupId) }, 'ring loaded from configuration');
+  logger.debug({ ring_epoch: options.ringEpoch, groups: options.groups.map((group) => group.groupId) }, 'ring loaded from configuration');
 
   let stopping: Promise<void> | undefined;
   return {
     address: server.address,
     port: server.port,
+    memberId: options.memberId,
+    engine: 'config',
+    metaStatus: () => undefined,
     stop() {
       // The server goes first so calls in flight can still reach their shards.
-      stopping ??= server.shutdown().then(() => {
-        router.close();
-        cluster.close();
-      });
+      stopping ??= server.shutdown().then(() => wiring.close());
       return stopping;
+    },
+  };
+}
+
+/**
+ * The server starts first, then the meta member recovers: the other coordinators must reach it
+ * while it does. Until then its public services report NOT_SERVING and answer UNAVAILABLE (no
+ * meta leader is known yet).
+ */
+async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger): Promise<CoordinatorNode> {
+  const address = options.peers[options.memberId];
+  if (address === undefined) throw new Error(`peers: must include this coordinator's member id ${options.memberId}`);
+  const peerService = new ConsensusPeerService({ logger });
+  const meta = new MetaGroup({
+    memberId: options.memberId,
+    address,
+    peers: options.peers,
+    dataDir: options.dataDir,
+    tickMs: options.tickMs,
+    electionTicks: options.electionTicks,
+    heartbeatTicks: options.heartbeatTicks,
+    sync: options.sync,
+    snapshotEvery: options.snapshotEvery,
+    seed: options.groups.length === 0 ? undefined : { ringEpoch: options.ringEpoch, vnodes: options.ringVnodes, groups: options.groups },
+    peerService,
+    logger,
+  });
+  const directory = new ShardDirectory(() => meta.directory);
+  const forwarder = new LeaderForwarder({ memberId: options.memberId, leader: () => meta.leader() });
+  const wiring = publicServices({
+    options,
+    directory,
+    selfAddress: () => address,
+    meta,
+    forwarder,
+    readBarrier: async () => {
+      const outcome = await meta.readBarrier();
+      if (outcome.kind === 'ready') return;
+      const leader = outcome.leaderAddress ?? '';
+      throw new ServiceError(
+        status.UNAVAILABLE,
+        `coordinator ${options.memberId} no longer leads the meta group${outcome.leaderId !== undefined ? ` (the leader is now ${outcome.leaderId})` : ''}; retry`,
+        leader === '' ? { [METADATA_REASON]: REASON_NOT_LEADER } : { [METADATA_REASON]: REASON_NOT_LEADER, [METADATA_LEADER]: leader },
+      );
+    },
+  });
+  const closeAll = (): void => {
+    forwarder.close();
+    wiring.close();
+  };
+
+  let server: ConcordServer;
+  try {
+    server = await ConcordServer.start({ host: options.listenHost, port: options.listenPort, logger, services: [...wiring.bindings, peerService.binding()] });
+  } catch (error) {
+    closeAll();
+    throw error;
+  }
+  for (const name of PUBLIC_SERVICE_NAMES) server.setServing(name, false);
+  try {
+    await meta.start();
+  } catch (error) {
+    peerService.close();
+    await server.shutdown();
+    closeAll();
+    throw error;
+  }
+  for (const name of PUBLIC_SERVICE_NAMES) server.setServing(name, true);
+  const recovered = meta.status();
+  logger.debug(
+    { applied_index: recovered?.appliedIndex, ring_epoch: meta.directory?.ring.epoch, peers: Object.keys(options.peers) },
+    'meta member recovered',
+  );
+
+  let stopping: Promise<void> | undefined;
+  return {
+    address,
+    port: server.port,
+    memberId: options.memberId,
+    engine: 'raft',
+    metaStatus: () => meta.status(),
+    stop() {
+      // The peers' message streams never end on their own: the peer service answers them first,
+      // or the server's graceful shutdown would wait them out. Then the server, so calls in flight
+      // still reach shards and the leader; the meta group last.
+      stopping ??= (async () => {
+        peerService.close();
+        await server.shutdown();
+        closeAll();
+        await meta.stop();
+      })();
+      return stopping;
+    },
+  };
+}
+
+interface PublicServicesParams {
+  options: CoordinatorOptions;
+  directory: ShardDirectory;
+  selfAddress: () => string;
+  /** Raft: the meta group, and the forwarder that sends followers' calls to its leader. */
+  meta?: MetaGroup;
+  forwarder?: LeaderForwarder;
+  readBarrier?: () => Promise<void>;
+}
+
+/** Cluster.Status is answered by the member that receives it when it is the internal probe of that member, or when no leader is known. */
+const CLUSTER_FORWARDING: ForwardingPolicy = {
+  alwaysLocal: (method, call) => method === 'status' && isMemberProbe(call.metadata),
+  // A status page is most needed when the meta group has no leader: say what this member sees.
+  localWithoutLeader: (method) => method === 'status',
+};
+
+function publicServices(params: PublicServicesParams): { bindings: ServiceBinding[]; close(): void } {
+  const { options, directory, forwarder } = params;
+  const { router, refreshIfChanged } = createDirectoryRouter(directory);
+  const cluster = createClusterService({
+    directory,
+    memberId: options.memberId,
+    selfAddress: params.selfAddress,
+    knownLeader: (groupId) => router.knownLeader(groupId),
+    ...(params.meta !== undefined ? { meta: params.meta } : {}),
+    ...(params.readBarrier !== undefined ? { readBarrier: params.readBarrier } : {}),
+  });
+  const bind = (name: string, definition: ServiceBinding['definition'], implementation: ServiceBinding['implementation'], policy?: ForwardingPolicy): ServiceBinding => ({
+    name,
+    definition,
+    implementation: forwarder === undefined ? implementation : forwarder.wrap(definition, implementation, policy),
+  });
+  const bindings = [
+    bind('concord.v1.KV', KVService, createKvService({ router, shardTimeoutMs: options.shardTimeoutMs, beforeRoute: refreshIfChanged })),
+    bind('concord.v1.Txn', TxnService, createTxnService()),
+    bind('concord.v1.MapReduce', MapReduceService, createMapReduceService()),
+    bind('concord.v1.Cluster', ClusterService, cluster.implementation, CLUSTER_FORWARDING),
+  ];
+  return {
+    bindings,
+    close: () => {
+      router.close();
+      cluster.close();
     },
   };
 }

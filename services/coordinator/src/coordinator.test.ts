@@ -95,6 +95,10 @@ describe('coordinator with three shard groups', () => {
             ringVnodes: 128,
             ringEpoch: 1,
             engine: 'single',
+            peers: {},
+            tickMs: 50,
+            electionTicks: 10,
+            heartbeatTicks: 1,
             sync: false,
             snapshotEvery: 10_000,
             logLevel: 'silent',
@@ -104,7 +108,7 @@ describe('coordinator with three shard groups', () => {
       );
     }
     const groupsFlag = shards.map((shard, i) => `${GROUPS[i]}=${shard.address}`).join(',');
-    coordinator = await startCoordinator(compileCoordinatorOptions({ argv: ['--listen', '127.0.0.1:0', '--groups', groupsFlag], env: {} }), logger);
+    coordinator = await startCoordinator(compileCoordinatorOptions({ argv: ['--engine', 'config', '--listen', '127.0.0.1:0', '--groups', groupsFlag], env: {} }), logger);
     kv = new KVClient(coordinator.address, credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
     cluster = new ClusterClient(coordinator.address, credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
   });
@@ -233,7 +237,7 @@ describe('coordinator with three shard groups', () => {
   it('reports an unreachable replica without holding up the others', async () => {
     const deadAddress = '127.0.0.1:1';
     const groupsFlag = shards.map((shard, i) => `${GROUPS[i]}=${shard.address}${i === 0 ? `|${deadAddress}` : ''}`).join(',');
-    const second = await startCoordinator(compileCoordinatorOptions({ argv: ['--listen', '127.0.0.1:0', '--groups', groupsFlag], env: {} }), logger);
+    const second = await startCoordinator(compileCoordinatorOptions({ argv: ['--engine', 'config', '--listen', '127.0.0.1:0', '--groups', groupsFlag], env: {} }), logger);
     const client = new ClusterClient(second.address, credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
     try {
       const started = Date.now();

@@ -32,6 +32,11 @@ export interface KvServiceOptions {
   router: ShardRouter;
   /** Deadline of the shard calls serving one client call when the client's deadline is later or absent. */
   shardTimeoutMs: number;
+  /**
+   * Runs after a request passed validation and before it is routed: the coordinator reloads the
+   * router's table here when the replicated directory changed since the router last read it.
+   */
+  beforeRoute?: () => Promise<void>;
 }
 
 type AnyCall = ServerUnaryCall<unknown, unknown> | ServerWritableStream<unknown, unknown>;
@@ -88,11 +93,13 @@ export async function* scanBatches(kvs: AsyncIterable<KeyValue>): AsyncGenerator
 
 export function createKvService(options: KvServiceOptions): KVServer {
   const { router, shardTimeoutMs } = options;
+  const beforeRoute = options.beforeRoute ?? (async () => undefined);
   const deadlineOf = (call: AnyCall): Date => shardDeadline(call.getDeadline(), shardTimeoutMs);
   return {
     get: unary(async (request, call) => {
       validateKey(request.key);
       const consistency = validateConsistency(request.consistency);
+      await beforeRoute();
       const { found, value, version } = await relay(router.get({ key: request.key, consistency }, { deadline: deadlineOf(call) }));
       return { found, value, version };
     }),
@@ -100,12 +107,14 @@ export function createKvService(options: KvServiceOptions): KVServer {
       validateKey(request.key);
       validateValue(request.value);
       const { key, value, expectedVersion } = request;
+      await beforeRoute();
       const { version } = await relay(router.put({ key, value, expectedVersion }, { deadline: deadlineOf(call) }));
       return { version };
     }),
     delete: unary(async (request, call) => {
       validateKey(request.key);
       const { key, expectedVersion } = request;
+      await beforeRoute();
       const { deleted, previousVersion } = await relay(router.delete({ key, expectedVersion }, { deadline: deadlineOf(call) }));
       return { deleted, previousVersion };
     }),
@@ -114,6 +123,7 @@ export function createKvService(options: KvServiceOptions): KVServer {
       const limit = validateScanLimit(request.limit);
       const consistency = validateConsistency(request.consistency);
       const { prefix, startKey, endKey } = request;
+      await beforeRoute();
       const merged = router.scan({ prefix, startKey, endKey, limit, consistency }, { deadline: deadlineOf(call) });
       try {
         yield* scanBatches(merged);

@@ -1,15 +1,28 @@
 // Entry point of the coordinator role, and the only place that reads flags and environment
-// variables. Run directly (`node services/coordinator/dist/main.js --groups g1=...`) or through
-// runCoordinator().
+// variables. Run directly (`node services/coordinator/dist/main.js --peers ... --groups g1=...`) or
+// through runCoordinator().
 import { isEntryPoint, runRole, runRoleAsEntryPoint, type RoleDefinition } from '@concord/runtime';
 import { startCoordinator, type CoordinatorNode } from './coordinator-node.js';
 import { COORDINATOR_OPTION_SPECS, compileCoordinatorOptions, type CoordinatorOptions } from './options.js';
 
-const USAGE = `Usage: concord serve coordinator --groups <g1=host:port[|host:port...],...> [settings]
+const USAGE = `Usage: concord serve coordinator --member-id <id> --listen <host:port> --peers <id=host:port,...>
+                                --data-dir <dir> --groups <g1=host:port[|host:port...],...> [settings]
+       concord serve coordinator --engine config --groups <g1=host:port[|host:port...],...> [settings]
 
 Serves the public API (gRPC services concord.v1.KV, Txn, MapReduce and Cluster) and routes every
-key to the shard group that owns it. Once it listens it logs one line with msg "serving" and its
-address. SIGTERM or SIGINT shut it down gracefully.
+key to the shard group that owns it. With the raft engine (the default) the coordinators of --peers
+form the meta group, which replicates the ring and the shard-group directory; the same port also
+serves concord.v1.Consensus to the other coordinators, and a coordinator that does not lead the
+meta group forwards client calls to the one that does. Once it listens it logs one line with msg
+"serving" and its address. SIGTERM or SIGINT shut it down gracefully.
+
+A meta group of three: start each coordinator with the same --peers and --groups, and its own
+--member-id, --listen and --data-dir,
+  --member-id coordinator-0 --listen 127.0.0.1:7070 --data-dir .concord/coordinator-0
+  --peers coordinator-0=127.0.0.1:7070,coordinator-1=127.0.0.1:7071,coordinator-2=127.0.0.1:7072
+  --groups g1=127.0.0.1:7101,g2=127.0.0.1:7102
+(and coordinator-1 on 7071, coordinator-2 on 7072). --groups, --ring-vnodes and --ring-epoch seed
+an empty meta group only; afterwards the replicated ring is served.
 
 Settings (a flag wins over its environment variable, which wins over the default):
 `;
@@ -22,7 +35,10 @@ const COORDINATOR_ROLE: RoleDefinition<CoordinatorOptions, CoordinatorNode> = {
   compile: compileCoordinatorOptions,
   start: startCoordinator,
   failureFields: (options) => ({ listen: `${options.listenHost}:${options.listenPort}` }),
-  servingFields: (_node, options) => ({ groups: options.groups.map((group) => group.groupId), ring_epoch: options.ringEpoch }),
+  servingFields: (node, options) =>
+    node.engine === 'raft'
+      ? { engine: node.engine, meta_peers: Object.keys(options.peers) }
+      : { engine: node.engine, groups: options.groups.map((group) => group.groupId), ring_epoch: options.ringEpoch },
 };
 
 export function runCoordinator(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {

@@ -2,15 +2,18 @@
 // into a typed CoordinatorOptions. Only src/main.ts calls compileCoordinatorOptions; everything
 // below takes options.
 
+import { RAFT_DEFAULTS } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 import { compileOptionSpecs, LOG_LEVELS, OptionsError, type OptionSources, type OptionSpec } from '@concord/runtime';
+import { ID_DOC, ID_PATTERN, addressProblem, splitHostPort } from './addresses.js';
 
-/** Group and member ids appear in metrics labels, file names and k8s object names (as in the shard role). */
-const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-const ID_DOC = '1 to 64 letters, digits, "-" or "_"';
-
-/** A host name, an IPv4 address or a bracketed IPv6 address such as [::1]. */
-const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)$/;
+/**
+ * Where the coordinator keeps the ring and shard-group directory: `raft` replicates them in the
+ * meta group of every coordinator (the default); `config` takes them from --groups in this one
+ * process, as a single coordinator with nothing to fail over to (development and tests).
+ */
+export const COORDINATOR_ENGINES = ['raft', 'config'] as const;
+export type CoordinatorEngine = (typeof COORDINATOR_ENGINES)[number];
 
 /** host:port to bind: port 0 picks a free one. */
 const LISTEN_PATTERN =
@@ -29,26 +32,56 @@ export interface ShardGroupConfig {
 export interface CoordinatorOptions {
   /** Interface to bind, e.g. 127.0.0.1, or ::1 (an IPv6 address without its brackets). */
   listenHost: string;
-  /** Port to bind; 0 picks a free one. */
+  /** Port to bind; 0 picks a free one (config engine only). */
   listenPort: number;
   /** This coordinator's id in the meta group. */
   memberId: string;
-  /** Every shard group on the ring, with its replicas. */
+  engine: CoordinatorEngine;
+  /**
+   * Raft: the meta group's initial members (member id → host:port), this coordinator included;
+   * its entry is the address the other coordinators and forwarded calls dial. Read only to
+   * bootstrap an empty data dir. Empty with the config engine.
+   */
+  peers: Record<string, string>;
+  /** Raft: folder for the meta group's log and snapshots. Empty with the config engine. */
+  dataDir: string;
+  /**
+   * Every shard group on the ring, with its replicas. With raft they only seed an empty meta
+   * group (and may be empty: a member that never leads an empty group needs none).
+   */
   groups: ShardGroupConfig[];
   ringVnodes: number;
   ringEpoch: number;
+  /** Raft: length of one tick; the timeouts below are counted in ticks. */
+  tickMs: number;
+  /** Raft: ticks without a leader before a follower campaigns (randomized up to 2×). */
+  electionTicks: number;
+  /** Raft: ticks between a leader's heartbeats. */
+  heartbeatTicks: number;
+  /** Raft: fsync the meta log before acknowledging a change. */
+  sync: boolean;
+  /** Raft: applied entries between snapshots of the meta state. */
+  snapshotEvery: number;
   /** Deadline of the work done on shards for one client call, when the client's own is later or absent. */
   shardTimeoutMs: number;
   logLevel: (typeof LOG_LEVELS)[number];
 }
 
-/** The raw settings as compileOptionSpecs returns them, before --groups is parsed. */
+/** The raw settings as compileOptionSpecs returns them, before cross-field checks. */
 interface RawCoordinatorOptions extends Record<string, unknown> {
   listen: string;
   memberId: string;
+  engine: string;
+  peers: string[];
+  dataDir: string;
   groups: string[];
   ringVnodes: number;
   ringEpoch: number;
+  tickMs: number;
+  electionTicks: number;
+  heartbeatTicks: number;
+  sync: boolean;
+  snapshotEvery: number;
   shardTimeout: number;
   logLevel: string;
 }
@@ -60,7 +93,9 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
     flag: 'listen',
     env: 'CONCORD_LISTEN',
     default: '127.0.0.1:7070',
-    doc: 'host:port to serve gRPC on; port 0 picks a free port (the "serving" log line names it).',
+    doc:
+      'host:port to serve gRPC on: the public services and, with raft, the meta group\'s consensus peer service. With raft its port ' +
+      "must be this coordinator's --peers port; with config, port 0 picks a free port (the \"serving\" log line names it).",
     pattern: LISTEN_PATTERN,
     patternDoc: 'host:port with a port from 0 to 65535, e.g. 127.0.0.1:7070 or [::1]:7070',
   },
@@ -73,11 +108,43 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
     pattern: ID_PATTERN,
     patternDoc: ID_DOC,
   },
+  engine: {
+    kind: 'enum',
+    flag: 'engine',
+    env: 'CONCORD_ENGINE',
+    default: 'raft',
+    values: COORDINATOR_ENGINES,
+    doc:
+      'Where the ring and shard-group directory live: raft (replicated in the meta group of the coordinators of --peers; followers ' +
+      'forward client calls to its leader) or config (taken from --groups by this one process; for development and tests).',
+  },
+  peers: {
+    kind: 'list',
+    flag: 'peers',
+    env: 'CONCORD_PEERS',
+    default: [],
+    doc:
+      "Raft: the meta group's initial members as <member-id>=<host:port>,..., the same on every founding coordinator and including " +
+      "this one's --member-id; its entry is the address the other coordinators dial (--listen must use its port). Required with " +
+      '--engine raft. Read only to bootstrap an empty data dir: once the data dir holds Raft state, membership comes from the ' +
+      'replicated log and this setting is ignored.',
+  },
+  dataDir: {
+    kind: 'string',
+    flag: 'data-dir',
+    env: 'CONCORD_DATA_DIR',
+    default: '',
+    doc: "Raft: folder for the meta group's write-ahead log and snapshots; created if missing. Required with --engine raft.",
+  },
   groups: {
     kind: 'list',
     flag: 'groups',
     env: 'CONCORD_GROUPS',
-    doc: 'Every shard group and its replicas: g1=127.0.0.1:7101,g2=127.0.0.1:7102; several replicas of a group are separated by "|" (g1=10.0.0.1:7101|10.0.0.2:7101).',
+    default: [],
+    doc:
+      'Every shard group and its replicas: g1=127.0.0.1:7101,g2=127.0.0.1:7102; several replicas of a group are separated by "|" ' +
+      '(g1=10.0.0.1:7101|10.0.0.2:7101). Required with --engine config. With raft it only seeds an empty meta group (with ' +
+      '--ring-vnodes and --ring-epoch): once the meta group holds a ring, the replicated one is served and a difference is logged.',
   },
   ringVnodes: {
     kind: 'int',
@@ -95,6 +162,50 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
     default: 1,
     min: 1,
     doc: 'Epoch of the ring given by --groups; shards holding another epoch answer WRONG_SHARD.',
+  },
+  tickMs: {
+    kind: 'int',
+    flag: 'tick-ms',
+    env: 'CONCORD_TICK_MS',
+    default: RAFT_DEFAULTS.tickMs,
+    min: 1,
+    max: 60_000,
+    doc: 'Raft: length of one tick in milliseconds; the timeouts below are counted in ticks.',
+  },
+  electionTicks: {
+    kind: 'int',
+    flag: 'election-ticks',
+    env: 'CONCORD_ELECTION_TICKS',
+    default: RAFT_DEFAULTS.electionTicks,
+    min: 2,
+    max: 10_000,
+    doc:
+      'Raft: election timeout in ticks. A follower that hears no leader for --election-ticks × --tick-ms, randomized up to ' +
+      'twice that (0.5–1 s by default), campaigns; a leader that hears no majority for as long steps down.',
+  },
+  heartbeatTicks: {
+    kind: 'int',
+    flag: 'heartbeat-ticks',
+    env: 'CONCORD_HEARTBEAT_TICKS',
+    default: RAFT_DEFAULTS.heartbeatTicks,
+    min: 1,
+    max: 10_000,
+    doc: 'Raft: a leader sends heartbeats every this many ticks; must be less than --election-ticks.',
+  },
+  sync: {
+    kind: 'bool',
+    flag: 'sync',
+    env: 'CONCORD_SYNC',
+    default: true,
+    doc: 'Raft: fsync the meta log before acknowledging a change. --sync=false can lose acknowledged changes on a crash: for tests only.',
+  },
+  snapshotEvery: {
+    kind: 'int',
+    flag: 'snapshot-every',
+    env: 'CONCORD_SNAPSHOT_EVERY',
+    default: RAFT_DEFAULTS.snapshotEvery,
+    min: 1,
+    doc: 'Raft: take a snapshot of the meta state and compact its log after this many applied log entries.',
   },
   shardTimeout: {
     kind: 'duration',
@@ -116,28 +227,81 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
 };
 
 /**
- * Reads the settings from flags, then environment variables, then defaults, and parses --groups.
- * Throws OptionsError naming the setting and what to fix.
+ * Reads the settings from flags, then environment variables, then defaults, parses --groups and
+ * --peers, and checks what one setting alone cannot. Throws OptionsError naming the setting and
+ * what to fix.
  */
 export function compileCoordinatorOptions(sources: OptionSources): CoordinatorOptions {
   const raw = compileOptionSpecs<RawCoordinatorOptions>(COORDINATOR_OPTION_SPECS, sources);
-  const { host, port } = splitListen(raw.listen);
+  const { host, port } = splitHostPort(raw.listen);
+  const engine = raw.engine as CoordinatorEngine;
+  const groupsOrigin = originOf(sources, COORDINATOR_OPTION_SPECS.groups);
+  const peersOrigin = originOf(sources, COORDINATOR_OPTION_SPECS.peers);
+  const dataDirOrigin = originOf(sources, COORDINATOR_OPTION_SPECS.dataDir);
+  // Parsed first, for either engine: a malformed entry is reported as such whatever else is missing.
+  const groups = raw.groups.length === 0 ? [] : parseGroups(raw.groups, groupsOrigin);
+  let peers: Record<string, string> = {};
+  if (engine === 'raft') {
+    peers = parsePeers(raw.peers, peersOrigin, raw.memberId);
+    const own = splitHostPort(peers[raw.memberId]!);
+    const listenOrigin = originOf(sources, COORDINATOR_OPTION_SPECS.listen);
+    if (port === 0) {
+      throw new OptionsError(
+        `${listenOrigin}: port 0 cannot be used with --engine raft: the other coordinators dial this one at its --peers address ` +
+          `${peers[raw.memberId]!}, so listen on port ${own.port} (e.g. --listen ${host.includes(':') ? `[${host}]` : host}:${own.port})`,
+      );
+    }
+    if (port !== own.port) {
+      throw new OptionsError(
+        `${listenOrigin}: port ${port} differs from this coordinator's --peers address ${peers[raw.memberId]!}; the other coordinators dial that address, so listen on port ${own.port}`,
+      );
+    }
+    if (raw.dataDir === '') {
+      throw new OptionsError(`${dataDirOrigin}: required with --engine raft: the folder for the meta group's log and snapshots (e.g. --data-dir .concord/${raw.memberId})`);
+    }
+    if (raw.heartbeatTicks >= raw.electionTicks) {
+      throw new OptionsError(
+        `${originOf(sources, COORDINATOR_OPTION_SPECS.heartbeatTicks)}: must be less than --election-ticks (${raw.electionTicks}), so followers hear several heartbeats per election timeout (got ${raw.heartbeatTicks})`,
+      );
+    }
+  } else {
+    if (raw.peers.length > 0) throw new OptionsError(`${peersOrigin}: only the raft engine has peers; remove it, or use --engine raft (got --engine ${engine})`);
+    if (raw.dataDir !== '') {
+      throw new OptionsError(`${dataDirOrigin}: the config engine keeps no data; remove it, or use --engine raft (got --engine ${engine})`);
+    }
+    if (groups.length === 0) {
+      throw new OptionsError(
+        `${groupsOrigin}: required with --engine config: every shard group and its replicas, e.g. g1=127.0.0.1:7101,g2=127.0.0.1:7102`,
+      );
+    }
+  }
   return {
     listenHost: host,
     listenPort: port,
     memberId: raw.memberId,
-    groups: parseGroups(raw.groups, groupsOrigin(sources)),
+    engine,
+    peers,
+    dataDir: raw.dataDir,
+    groups,
     ringVnodes: raw.ringVnodes,
     ringEpoch: raw.ringEpoch,
+    tickMs: raw.tickMs,
+    electionTicks: raw.electionTicks,
+    heartbeatTicks: raw.heartbeatTicks,
+    sync: raw.sync,
+    snapshotEvery: raw.snapshotEvery,
     shardTimeoutMs: raw.shardTimeout,
     logLevel: raw.logLevel as CoordinatorOptions['logLevel'],
   };
 }
 
-/** Names where --groups came from, phrased as compileOptionSpecs does for its own errors. */
-function groupsOrigin(sources: OptionSources): string {
-  const fromFlag = sources.argv.some((token) => token === '--groups' || token.startsWith('--groups='));
-  return fromFlag ? '--groups' : 'CONCORD_GROUPS (for --groups)';
+/** Names where a setting came from, phrased as compileOptionSpecs does for its own errors. */
+function originOf(sources: OptionSources, spec: OptionSpec): string {
+  const flag = `--${spec.flag}`;
+  const fromFlag = sources.argv.some((token) => token === flag || token.startsWith(`${flag}=`));
+  if (fromFlag || spec.env === undefined) return flag;
+  const fromEnv = sources.env[spec.env];
+  return fromEnv !== undefined && fromEnv !== '' ? `${spec.env} (for ${flag})` : flag;
 }
 
 /**
@@ -175,22 +339,39 @@ export function parseGroups(entries: readonly string[], origin = '--groups'): Sh
   return groups;
 }
 
-/** Why `address` cannot be dialled, or undefined if it is a usable host:port. */
-function addressProblem(address: string): string | undefined {
-  const colon = address.lastIndexOf(':');
-  if (address === '') return 'every replica address must be host:port, none may be empty';
-  if (colon <= 0) return 'replica address must be host:port';
-  const host = address.slice(0, colon);
-  const portText = address.slice(colon + 1);
-  if (!HOST_PATTERN.test(host)) return 'replica address must start with a host name, an IPv4 address or a bracketed IPv6 address';
-  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : Number.NaN;
-  if (!(port >= 1 && port <= 65535)) return 'replica port must be from 1 to 65535';
-  return undefined;
-}
-
-/** Splits a LISTEN_PATTERN-checked "host:port"; IPv6 brackets are removed. */
-function splitListen(listen: string): { host: string; port: number } {
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon);
-  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(listen.slice(colon + 1)) };
+/**
+ * Parses --peers entries ("coordinator-0=127.0.0.1:7070"). Ids and addresses must be distinct: two
+ * members on one address would receive each other's messages. This coordinator must be one of
+ * them, or it would start as a member waiting to be added and never serve.
+ */
+export function parsePeers(entries: readonly string[], origin: string, memberId: string): Record<string, string> {
+  const fail = (what: string): never => {
+    throw new OptionsError(`${origin}: ${what}`);
+  };
+  if (entries.length === 0) {
+    fail(
+      `required with --engine raft: the meta group's initial members as <member-id>=<host:port>,..., this coordinator (--member-id ${memberId}) included, ` +
+        `e.g. coordinator-0=127.0.0.1:7070,coordinator-1=127.0.0.1:7071,coordinator-2=127.0.0.1:7072`,
+    );
+  }
+  // A Map, then Object.fromEntries: an id such as "__proto__" becomes an own property, not a prototype.
+  const peers = new Map<string, string>();
+  const owners = new Map<string, string>();
+  for (const entry of entries) {
+    const equals = entry.indexOf('=');
+    if (equals === -1) fail(`each entry must be <member-id>=<host:port> (got ${JSON.stringify(entry)})`);
+    const id = entry.slice(0, equals).trim();
+    const address = entry.slice(equals + 1).trim();
+    if (!ID_PATTERN.test(id)) fail(`member id must be ${ID_DOC} (got ${JSON.stringify(id)} in ${JSON.stringify(entry)})`);
+    if (peers.has(id)) fail(`member ${id} is listed twice`);
+    if (addressProblem(address) !== undefined) {
+      fail(`member ${id}: address must be host:port with a port from 1 to 65535, e.g. 127.0.0.1:7070 (got ${JSON.stringify(address)})`);
+    }
+    const owner = owners.get(address);
+    if (owner !== undefined) fail(`${address} is listed for both ${owner} and ${id}`);
+    owners.set(address, id);
+    peers.set(id, address);
+  }
+  if (!peers.has(memberId)) fail(`must include this coordinator's --member-id ${JSON.stringify(memberId)} (got ${[...peers.keys()].join(',')})`);
+  return Object.fromEntries(peers);
 }

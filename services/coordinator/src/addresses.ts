@@ -1,0 +1,29 @@
+// The shapes of ids and addresses the coordinator accepts, shared by its settings (--groups,
+// --peers) and by the meta state machine, which checks the same rules when a command is applied.
+
+/** Group and member ids appear in metrics labels, file names and k8s object names (as in the shard role). */
+export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const ID_DOC = '1 to 64 letters, digits, "-" or "_"';
+
+/** A host name, an IPv4 address or a bracketed IPv6 address such as [::1]. */
+const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)$/;
+
+/** Why `address` cannot be dialled, or undefined if it is a usable host:port (port 1 to 65535). */
+export function addressProblem(address: string): string | undefined {
+  const colon = address.lastIndexOf(':');
+  if (address === '') return 'every replica address must be host:port, none may be empty';
+  if (colon <= 0) return 'replica address must be host:port';
+  const host = address.slice(0, colon);
+  const portText = address.slice(colon + 1);
+  if (!HOST_PATTERN.test(host)) return 'replica address must start with a host name, an IPv4 address or a bracketed IPv6 address';
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : Number.NaN;
+  if (!(port >= 1 && port <= 65535)) return 'replica port must be from 1 to 65535';
+  return undefined;
+}
+
+/** Splits a checked "host:port"; IPv6 brackets are removed. */
+export function splitHostPort(address: string): { host: string; port: number } {
+  const colon = address.lastIndexOf(':');
+  const host = address.slice(0, colon);
+  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(address.slice(colon + 1)) };
+}
