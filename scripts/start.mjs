@@ -1,22 +1,87 @@
-// `npm start`: sets the working copy up, then runs a local Concord cluster — a coordinator and the
-// shard groups of deploy/local/cluster.json — as separate processes on 127.0.0.1, with data under
-// .concord/ (kept across restarts; `npm start -- --fresh` wipes it). Ctrl-C stops everything.
-// Each process logs JSON to .concord/logs/<name>.log; this script prints only lifecycle events.
+// `npm start`: sets the working copy up, then runs the local Concord cluster of
+// deploy/local/cluster.json — a coordinator and three shard groups of three Raft replicas — as
+// separate processes on 127.0.0.1, and supervises them. Each replica keeps its data in
+// .concord/<member>/ (kept across restarts; `npm start -- --fresh` wipes it) and logs JSON to
+// .concord/logs/<member>.log; this script prints only lifecycle events: who leads which group,
+// who died and the command that brings it back. Ctrl-C stops everything.
+//
+// When a process dies the others keep running. `npm run local -- restart <member>` (scripts/
+// local.mjs) asks this supervisor, through a request file in .concord/control/, to start it again,
+// so the new process is this supervisor's child like the others and Ctrl-C still stops it.
 import { spawn } from 'node:child_process';
-import { createWriteStream, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
+import { StringDecoder } from 'node:string_decoder';
 import { childEnv, ensureSetup, pinnedNode, root } from './lib.mjs';
+import {
+  MEMBER_ACTIONS,
+  dataRoot,
+  ensureControlDirs,
+  isAliveRunning,
+  loadLocalCluster,
+  localCommand,
+  pendingRequests,
+  readState,
+  removeQuietly,
+  requestsDir,
+  responsesDir,
+  shown,
+  stateFile,
+  writeJsonAtomic,
+} from './local-cluster.mjs';
+
+/** SIGTERM gets this long before SIGKILL, when stopping one process or all of them. */
+const STOP_GRACE_MS = 10_000;
+/** How long the banner waits for every Raft group to elect a leader before printing anyway. */
+const LEADER_WAIT_MS = 15_000;
+/** How often request files are looked for. */
+const REQUEST_POLL_MS = 200;
+/** How often the members' log files are read for lifecycle lines (serving, leader changes). */
+const LOG_POLL_MS = 100;
 
 const args = process.argv.slice(2);
 if (args.includes('--help')) {
   console.log(`usage: npm start [-- --fresh] [-- --skip-setup]
-  --fresh       wipe .concord/ (all local data) before starting
-  --skip-setup  do not install/generate/build first`);
+  --fresh       wipe .concord/ (all local data and logs) before starting
+  --skip-setup  do not install/generate/build first
+
+While it runs, from another terminal:
+  npm run local -- status            which processes run, and each group's leader
+  npm run local -- kill <member>     SIGKILL one process (e.g. g1-0), for demos
+  npm run local -- stop <member>     stop one process gracefully
+  npm run local -- restart <member>  start it again (or restart a running one)
+See docs/operations.md.`);
   process.exit(0);
 }
-const config = JSON.parse(readFileSync(join(root, 'deploy', 'local', 'cluster.json'), 'utf8'));
-const dataRoot = join(root, '.concord');
+
+const unknown = args.filter((arg) => arg !== '--fresh' && arg !== '--skip-setup');
+if (unknown.length > 0) {
+  console.error(`concord: unknown argument ${unknown.join(' ')}; see npm start -- --help`);
+  process.exit(2);
+}
+
+const { engine, groupIds, processes: specs } = loadLocalCluster();
+
+// One supervisor at a time: a second would fight the first for the ports and the data.
+const previous = readState();
+if (previous !== undefined) {
+  if (isAliveRunning(previous.pid, 'scripts/start.mjs')) {
+    console.error(
+      `concord: a local cluster is already running (supervisor pid ${previous.pid}, started ${previous.startedAt}).\n` +
+        `Stop it with Ctrl-C in its terminal (or \`kill -INT ${previous.pid}\`), or use \`npm run local -- status\`.`,
+    );
+    process.exit(1);
+  }
+  const orphans = (previous.members ?? []).filter((member) => member.pid !== null && isAliveRunning(member.pid, member.command));
+  if (orphans.length > 0) {
+    console.error(
+      `concord: processes of an earlier run, whose supervisor is gone, still hold the cluster's ports: ` +
+        `${orphans.map((member) => `${member.name} (pid ${member.pid})`).join(', ')}.\n` +
+        `Stop them with \`kill ${orphans.map((member) => member.pid).join(' ')}\`, then run npm start again.`,
+    );
+    process.exit(1);
+  }
+}
 
 if (!args.includes('--skip-setup')) {
   try {
@@ -30,105 +95,326 @@ if (args.includes('--fresh')) {
   rmSync(dataRoot, { recursive: true, force: true });
   console.log('concord: wiped .concord/');
 }
-mkdirSync(join(dataRoot, 'logs'), { recursive: true });
+ensureControlDirs();
+for (const dir of [requestsDir, responsesDir]) for (const name of readdirSync(dir)) removeQuietly(join(dir, name));
+
+// Data of the earlier one-replica-per-group layout (.concord/g1/ ...) is not read by this one.
+const leftovers = groupIds.filter((group) => existsSync(join(dataRoot, group)));
+if (leftovers.length > 0) {
+  console.log(
+    `concord: ${leftovers.map((group) => `.concord/${group}/`).join(', ')} hold data of the earlier one-replica layout, which this ` +
+      `cluster does not read (each replica keeps its data in .concord/<member>/); \`npm start -- --fresh\` removes them.`,
+  );
+}
 
 const node = pinnedNode();
-const groupIds = config.shardGroups.map((g) => g.id);
-const processes = [];
-let stopping = false;
+const startedAt = new Date().toISOString();
+let shuttingDown = false;
+let started = false;
 
-function startProcess(name, script, flags, serviceName) {
-  const logPath = join(dataRoot, 'logs', `${name}.log`);
-  const log = createWriteStream(logPath, { flags: 'a' });
-  const child = spawn(node, ['--import', '@concord/runtime/register', join(root, script), ...flags], {
-    cwd: root,
-    env: childEnv({ CONCORD_SERVICE_NAME: serviceName }),
-    stdio: ['ignore', 'pipe', 'pipe'],
+/** Each process: its spec, and its current child and state. */
+const members = new Map(specs.map((spec) => [spec.name, { spec, child: undefined, state: 'not started', since: startedAt, exit: '', expectedExit: undefined }]));
+/** Each group's leader, as the members' "raft role changed" log lines say. */
+const leaders = new Map();
+
+function describeExit(code, signal) {
+  return signal ?? `exit ${code}`;
+}
+
+function isRunning(member) {
+  return member.child !== undefined && member.child.exitCode === null && member.child.signalCode === null;
+}
+
+function writeState() {
+  writeJsonAtomic(stateFile, {
+    pid: process.pid,
+    startedAt,
+    engine,
+    members: [...members.values()].map(({ spec, child, state, since, exit }) => ({
+      name: spec.name,
+      kind: spec.kind,
+      group: spec.group ?? null,
+      address: spec.address,
+      // What its command line contains, so a later run can tell this process from a reused pid.
+      command: `${join(root, spec.script)} ${spec.args.join(' ')}`,
+      pid: state === 'starting' || state === 'running' ? (child?.pid ?? null) : null,
+      state,
+      since,
+      exit,
+      log: shown(spec.logPath),
+    })),
+    leaders: Object.fromEntries(leaders),
   });
-  const entry = { name, child, logPath, ready: undefined };
-  entry.ready = new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout }).on('line', (line) => {
-      log.write(`${line}\n`);
-      try {
-        const record = JSON.parse(line);
-        if (record.msg === 'serving') resolve(record.address);
-      } catch {
-        // Not JSON: keep it in the log only.
+}
+
+/** Follows a member's JSON log line: the serving line, and Raft role changes. */
+function onLogRecord(member, record, markServing) {
+  if (record.msg === 'serving') {
+    markServing(record.address);
+    return;
+  }
+  if (record.msg !== 'raft role changed' || member.spec.group === undefined) return;
+  const group = member.spec.group;
+  if (record.role === 'leader') {
+    leaders.set(group, { member: member.spec.name, term: record.term ?? null });
+    console.log(`concord: ${member.spec.name} leads ${group} (term ${record.term ?? '?'})`);
+  } else if (leaders.get(group)?.member === member.spec.name) {
+    leaders.delete(group);
+  }
+  writeState();
+}
+
+/**
+ * Reads the lines a process appends to its log file. The processes write their stdout straight
+ * to the file, not through a pipe to this supervisor: should the supervisor die, a process
+ * writing to a pipe nobody reads would block on its next log line, holding its ports.
+ */
+class LogTail {
+  constructor(path, offset) {
+    this.path = path;
+    this.offset = offset;
+    this.decoder = new StringDecoder('utf8');
+    this.partial = '';
+  }
+
+  /** Calls `onLine` with each complete line appended since the last call. */
+  poll(onLine) {
+    let fd;
+    try {
+      fd = openSync(this.path, 'r');
+    } catch {
+      return;
+    }
+    try {
+      const size = fstatSync(fd).size;
+      const buffer = Buffer.alloc(64 * 1024);
+      while (this.offset < size) {
+        const read = readSync(fd, buffer, 0, Math.min(buffer.length, size - this.offset), this.offset);
+        if (read <= 0) break;
+        this.offset += read;
+        this.partial += this.decoder.write(buffer.subarray(0, read));
       }
+    } finally {
+      closeSync(fd);
+    }
+    const lines = this.partial.split('\n');
+    this.partial = lines.pop();
+    for (const line of lines) onLine(line);
+  }
+}
+
+/** Spawns a member; resolves with its address once it logs "serving", rejects if it ends first. */
+function launch(member) {
+  const { spec } = member;
+  member.since = new Date().toISOString();
+  appendFileSync(spec.logPath, `--- ${member.since} concord: starting ${spec.script} ${spec.args.join(' ')}\n`);
+  const tail = new LogTail(spec.logPath, statSync(spec.logPath).size);
+  const out = openSync(spec.logPath, 'a');
+  let child;
+  try {
+    // Its own process group: Ctrl-C in the terminal reaches only this supervisor, which then
+    // stops every process gracefully, one SIGTERM each.
+    child = spawn(node, ['--import', '@concord/runtime/register', join(root, spec.script), ...spec.args], {
+      cwd: root,
+      env: childEnv({ CONCORD_SERVICE_NAME: spec.serviceName }),
+      stdio: ['ignore', out, 'pipe'],
+      detached: true,
     });
+  } finally {
+    closeSync(out);
+  }
+  member.child = child;
+  member.state = 'starting';
+  member.exit = '';
+  member.expectedExit = undefined;
+  writeState();
+  return new Promise((resolve, reject) => {
+    const markServing = (address) => {
+      member.state = 'running';
+      writeState();
+      resolve(address);
+    };
+    const onLine = (line) => {
+      if (!line.startsWith('{')) return;
+      let record;
+      try {
+        record = JSON.parse(line);
+      } catch {
+        return;
+      }
+      onLogRecord(member, record, markServing);
+    };
+    const poller = setInterval(() => tail.poll(onLine), LOG_POLL_MS);
     child.stderr.on('data', (chunk) => {
-      log.write(chunk);
-      process.stderr.write(`[${name}] ${chunk}`);
+      appendFileSync(spec.logPath, chunk);
+      process.stderr.write(`[${spec.name}] ${chunk}`);
     });
+    child.on('error', (error) => reject(new Error(`${spec.name} could not be started: ${error.message}`)));
     child.on('exit', (code, signal) => {
-      reject(new Error(`${name} exited before serving (${signal ?? `exit ${code}`}); see ${logPath}`));
-      if (!stopping) {
+      clearInterval(poller);
+      tail.poll(onLine);
+      const how = describeExit(code, signal);
+      reject(new Error(`${spec.name} exited before serving (${how}); see ${shown(spec.logPath)}`));
+      const expected = member.expectedExit;
+      member.state = expected === 'stop' ? 'stopped' : expected === 'kill' ? 'killed' : 'dead';
+      member.exit = how;
+      member.since = new Date().toISOString();
+      appendFileSync(spec.logPath, `--- ${member.since} concord: pid ${child.pid} ended (${how})\n`);
+      if (spec.group !== undefined && leaders.get(spec.group)?.member === spec.name) leaders.delete(spec.group);
+      if (shuttingDown) return;
+      writeState();
+      if (started && expected === undefined) {
         console.error(
-          `concord: ${name} died (${signal ?? `exit ${code}`}); the other processes keep running. ` +
-            `Its log: ${logPath}. Restart the cluster with \`npm start -- --skip-setup\` to bring it back with its data.`,
+          `concord: ${spec.name} died (${how}); the other processes keep running. Its log: ${shown(spec.logPath)}\n` +
+            `concord: bring it back with: ${localCommand('restart', spec.name)}`,
         );
       }
     });
   });
-  processes.push(entry);
-  return entry;
 }
 
-const shards = config.shardGroups.map((g) =>
-  startProcess(`shard-${g.id}`, 'services/shard/dist/main.js', [
-    '--group-id', g.id,
-    '--listen', g.listen,
-    '--data-dir', join(dataRoot, g.id),
-    '--ring-groups', groupIds.join(','),
-    '--ring-vnodes', String(config.ringVnodes),
-    '--ring-epoch', String(config.ringEpoch),
-  ], 'concord-shard'),
-);
-const coordinator = startProcess('coordinator', 'services/coordinator/dist/main.js', [
-  '--listen', config.coordinator.listen,
-  '--groups', config.shardGroups.map((g) => `${g.id}=${g.listen}`).join(','),
-  '--ring-vnodes', String(config.ringVnodes),
-  '--ring-epoch', String(config.ringEpoch),
-], 'concord-coordinator');
+/** Resolves once the member's current process has ended (at once if none runs). */
+function ended(member) {
+  const child = member.child;
+  if (child === undefined || !isRunning(member)) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/** SIGTERM, then SIGKILL after the grace period. */
+async function stopMember(member, expectedExit = 'stop') {
+  if (!isRunning(member)) return;
+  member.expectedExit = expectedExit;
+  const done = ended(member);
+  const force = setTimeout(() => member.child.kill('SIGKILL'), STOP_GRACE_MS);
+  member.child.kill('SIGTERM');
+  await done;
+  clearTimeout(force);
+}
+
+// ------------------------------------------------------------------ requests from `npm run local`
+
+async function handleRequest(request) {
+  const member = members.get(request.member);
+  if (!MEMBER_ACTIONS.includes(request.action)) {
+    return { ok: false, message: `unknown action ${JSON.stringify(request.action)}; one of ${MEMBER_ACTIONS.join(', ')}` };
+  }
+  if (member === undefined) {
+    return { ok: false, message: `no member ${JSON.stringify(request.member)}; the members are ${[...members.keys()].join(', ')}` };
+  }
+  const { name } = member.spec;
+  switch (request.action) {
+    case 'kill': {
+      if (!isRunning(member)) return { ok: false, message: `${name} is not running (${member.state}); bring it back with: ${localCommand('restart', name)}` };
+      const pid = member.child.pid;
+      member.expectedExit = 'kill';
+      const done = ended(member);
+      member.child.kill('SIGKILL');
+      await done;
+      console.log(`concord: killed ${name} (pid ${pid}) with SIGKILL, as asked; bring it back with: ${localCommand('restart', name)}`);
+      return { ok: true, message: `killed ${name} (pid ${pid}) with SIGKILL; the other processes keep running.\nBring it back with: ${localCommand('restart', name)}` };
+    }
+    case 'stop': {
+      if (!isRunning(member)) return { ok: false, message: `${name} is not running (${member.state})` };
+      const pid = member.child.pid;
+      await stopMember(member, 'stop');
+      console.log(`concord: stopped ${name} (pid ${pid}), as asked; bring it back with: ${localCommand('restart', name)}`);
+      return { ok: true, message: `stopped ${name} (pid ${pid}, ${member.exit}).\nBring it back with: ${localCommand('restart', name)}` };
+    }
+    case 'restart': {
+      const wasRunning = isRunning(member);
+      if (wasRunning) await stopMember(member, 'stop');
+      try {
+        const address = await launch(member);
+        const what = `${name} ${wasRunning ? 'restarted' : 'is back'} (pid ${member.child.pid}), serving on ${address}`;
+        console.log(`concord: ${what}`);
+        const data = member.spec.dataDir === undefined ? '' : ` with its data in ${shown(member.spec.dataDir)}/`;
+        return { ok: true, message: `${what}${data}; log: ${shown(member.spec.logPath)}` };
+      } catch (error) {
+        return { ok: false, message: error.message };
+      }
+    }
+  }
+  return { ok: false, message: 'unreachable' };
+}
+
+let handling = false;
+async function pollRequests() {
+  if (handling || shuttingDown) return;
+  handling = true;
+  try {
+    for (const path of pendingRequests()) {
+      let request;
+      try {
+        request = JSON.parse(readFileSync(path, 'utf8'));
+      } catch {
+        removeQuietly(path);
+        continue;
+      }
+      removeQuietly(path);
+      const response = await handleRequest(request).catch((error) => ({ ok: false, message: error.message }));
+      if (typeof request.id === 'string' && /^[\w.-]+$/.test(request.id)) writeJsonAtomic(join(responsesDir, `${request.id}.json`), response);
+    }
+  } finally {
+    handling = false;
+  }
+}
+
+// ------------------------------------------------------------------ start and stop
 
 async function stopAll(code) {
-  if (stopping) return;
-  stopping = true;
+  if (shuttingDown) return;
+  shuttingDown = true;
+  clearInterval(requestTimer);
   console.log('\nconcord: stopping...');
-  await Promise.all(
-    processes.map(
-      ({ child }) =>
-        new Promise((resolve) => {
-          if (child.exitCode !== null || child.signalCode !== null) return resolve();
-          const force = setTimeout(() => child.kill('SIGKILL'), 10_000);
-          child.once('exit', () => {
-            clearTimeout(force);
-            resolve();
-          });
-          child.kill('SIGTERM');
-        }),
-    ),
-  );
+  await Promise.all([...members.values()].map((member) => stopMember(member, 'stop')));
+  removeQuietly(stateFile);
   console.log('concord: stopped');
   process.exit(code);
 }
-process.on('SIGINT', () => void stopAll(0));
-process.on('SIGTERM', () => void stopAll(0));
+const requestTimer = setInterval(() => void pollRequests(), REQUEST_POLL_MS);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => void stopAll(0));
+// Last resort (an exception here): children in their own process groups would outlive us.
+process.on('exit', () => {
+  for (const member of members.values()) if (isRunning(member)) member.child.kill('SIGKILL');
+});
+
+function portRange(group) {
+  const ports = specs.filter((spec) => spec.group === group).map((spec) => spec.address.slice(spec.address.lastIndexOf(':') + 1));
+  return ports.length > 1 ? `${ports[0]}–${ports[ports.length - 1]}` : ports[0];
+}
+
+async function waitForLeaders() {
+  const deadline = Date.now() + LEADER_WAIT_MS;
+  while (groupIds.some((group) => !leaders.has(group)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  return groupIds.filter((group) => !leaders.has(group));
+}
 
 try {
-  const shardAddresses = await Promise.all(shards.map((s) => s.ready));
-  const address = await coordinator.ready;
+  const shards = [...members.values()].filter((member) => member.spec.kind === 'shard');
+  await Promise.all(shards.map(launch));
+  const coordinator = members.get('coordinator');
+  const address = await launch(coordinator);
+  started = true;
+  const leaderless = engine === 'raft' ? await waitForLeaders() : [];
+  if (leaderless.length > 0) {
+    console.error(`concord: no leader yet in ${leaderless.join(', ')} after ${LEADER_WAIT_MS / 1000} s; \`npx concord status\` shows what each replica says.`);
+  }
+  const replicas = shards.length / groupIds.length;
+  const g1Leader = leaders.get(groupIds[0])?.member ?? `${groupIds[0]}-0`;
+  const line = (command, what) => `  ${command.padEnd(39)}  ${what}`.trimEnd();
   console.log(`
-Concord is running: coordinator at ${address}, shard groups ${groupIds.map((g, i) => `${g}@${shardAddresses[i]}`).join(', ')}.
-Data: .concord/   Logs: .concord/logs/
+Concord is running: coordinator at ${address}; shard groups ${groupIds.map((group) => `${group} (ports ${portRange(group)})`).join(', ')},
+${engine === 'raft' ? `${replicas} Raft replicas each, one process per replica` : 'one process each'}. Data: .concord/<member>/   Logs: .concord/logs/<member>.log
 
 Try, in another terminal at the repository root:
-  npx concord kv put hello world
-  npx concord kv get hello
-  npx concord status
+${line('npx concord kv put hello world', '')}
+${line('npx concord kv get hello', '')}
+${line('npx concord status', 'members, roles, terms, commit and applied indexes')}
 
-or with grpcurl:
-  grpcurl -plaintext -d '{"key":"a","value":"aGk="}' ${address} concord.v1.KV/Put
+Watch a failover:
+${line(localCommand('kill', g1Leader), `SIGKILL the leader of ${groupIds[0]}; \`npx concord status\` shows the new one`)}
+${line(localCommand('restart', g1Leader), 'bring it back; it catches up from the leader')}
+${line('npm run local -- status', 'which processes run')}
 
 Ctrl-C stops the cluster; data stays for the next \`npm start\` (\`npm start -- --fresh\` wipes it).
 `);

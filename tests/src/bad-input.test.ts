@@ -13,7 +13,7 @@ import { ReadConsistency } from '@concord/proto/common';
 import type { ClusterClient } from '@concord/proto/cluster';
 import type { KVClient, ScanRequest } from '@concord/proto/kv';
 import type { TxnClient } from '@concord/proto/txn';
-import { startLocalCluster, type LocalCluster } from './harness/cluster.js';
+import { freePorts, startLocalCluster, type LocalCluster } from './harness/cluster.js';
 import { describeResult, runCommand } from './harness/command.js';
 import { clusterClient, collect, describeError, failure, kvClient, txnClient, unary } from './harness/grpc.js';
 import { nodeBinary } from './harness/paths.js';
@@ -27,7 +27,7 @@ const MAX_SCAN_LIMIT = 10_000;
 const EXISTING_KEY = 'bad-input/existing';
 const EXISTING_VALUE = Buffer.from('original value');
 
-/** What a request must not change: every key with its value and version, and every group's commit index. */
+/** What a request must not change: every key with its value and version, and every group leader's commit index. */
 interface StoreState {
   keys: string[];
   commitIndexes: string[];
@@ -73,7 +73,12 @@ describe('bad input through the coordinator: a clear status, and nothing changes
       .flatMap((batch) => batch.kvs)
       .map((entry) => `${entry.key.slice(0, 64)}… (${entry.key.length} chars) v${entry.version} sha256:${createHash('sha256').update(entry.value).digest('hex').slice(0, 16)}`);
     const status = await fetchStatus(clusterApi);
-    const commitIndexes = status.groups.map((group) => `${group.groupId}: ${group.members.map((member) => member.commitIndex).join(',')}`);
+    // The leader's: a follower learns a commit index a heartbeat later, so its own may still move
+    // after an earlier test's write; the leader's moves only with a new log entry.
+    const commitIndexes = status.groups.map((group) => {
+      const leader = group.members.find((member) => member.memberId === group.leaderId && group.leaderId !== '');
+      return `${group.groupId}: ${leader === undefined ? 'no leader' : `${leader.memberId} ${leader.commitIndex}`}`;
+    });
     return { keys, commitIndexes };
   }
 
@@ -192,25 +197,29 @@ describe('bad input through the coordinator: a clear status, and nothing changes
 
 describe('malformed configuration: the process exits 2 with a message naming the setting', { concurrency: 3 }, () => {
   let dataDir: string;
+  let shardAddress: string;
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'concord-config-test-'));
+    shardAddress = `127.0.0.1:${(await freePorts(1))[0]!}`;
   });
   after(async () => {
     if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
   });
 
-  // Every case is otherwise valid, listening on port 0: a process that accepts the bad setting
-  // starts serving, and is stopped and reported.
+  // Every case is otherwise valid (the shard a Raft group of one on a free port, the coordinator
+  // on port 0): a process that accepts the bad setting starts serving, and is stopped and reported.
   const shardFlags = (): Record<string, string> => ({
     '--group-id': 'g1',
     '--member-id': 'g1-0',
-    '--listen': '127.0.0.1:0',
+    '--listen': shardAddress,
+    '--peers': `g1-0=${shardAddress}`,
     '--data-dir': join(dataDir, 'g1'),
     '--ring-groups': 'g1,g2,g3',
     '--ring-vnodes': '128',
     '--ring-epoch': '1',
   });
   const coordinatorFlags = (): Record<string, string> => ({
+    '--engine': 'config',
     '--listen': '127.0.0.1:0',
     '--groups': 'g1=127.0.0.1:1,g2=127.0.0.1:2,g3=127.0.0.1:3',
     '--ring-vnodes': '128',
@@ -226,6 +235,11 @@ describe('malformed configuration: the process exits 2 with a message naming the
     { role: 'shard', change: { '--ring-vnodes': 'abc' }, names: '--ring-vnodes', what: 'with --ring-vnodes abc' },
     { role: 'shard', change: { '--listen': 'nonsense' }, names: '--listen', what: 'with --listen nonsense' },
     { role: 'shard', change: { '--bogus-flag': '1' }, names: '--bogus-flag', what: 'with an unknown flag' },
+    { role: 'shard', change: { '--peers': null }, names: '--peers', what: 'with the raft engine and no --peers' },
+    { role: 'shard', change: { '--peers': 'g1-1=127.0.0.1:1,g1-2=127.0.0.1:2' }, names: '--peers', what: 'with --peers that leave this replica out' },
+    { role: 'shard', change: { '--listen': '127.0.0.1:0' }, names: '--listen', what: 'with the raft engine on port 0' },
+    { role: 'shard', change: { '--heartbeat-ticks': '10' }, names: '--heartbeat-ticks', what: 'with --heartbeat-ticks not below --election-ticks' },
+    { role: 'shard', change: { '--engine': 'paxos' }, names: '--engine', what: 'with an unknown engine' },
   ];
   for (const { role, change, names, what } of cases) {
     it(`${role} ${what}: exit 2, stderr names ${names}`, async () => {

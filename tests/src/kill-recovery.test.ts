@@ -1,13 +1,15 @@
 // No acknowledged write is lost when shard processes die by SIGKILL mid-write and come back
 // (DESIGN.md, "Guarantees that tests must defend"), and every key lives on the group the ring
-// names. Real processes, real SIGKILL, writes through the coordinator's public KV service.
+// names. Real processes (three Raft replicas per group), real SIGKILL, writes through the
+// coordinator's public KV service.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { test } from 'node:test';
 import { status as grpcStatus, type Client } from '@grpc/grpc-js';
+import type { ShardClient } from '@concord/proto/shard';
 import { ReadConsistency } from '@concord/proto/common';
-import { describeExit, shardProcessName, startLocalCluster, type LocalCluster, type ProcessExit } from './harness/cluster.js';
+import { describeExit, startLocalCluster, type LocalCluster, type MemberStatus, type ProcessExit } from './harness/cluster.js';
 import { clusterClient, describeError, failure, forEachConcurrently, kvClient, shardClient, sleep, trailer, unary, withRetry } from './harness/grpc.js';
 import { countByOwner, fetchRing, fetchStatus, readBack, summarize } from './harness/verify.js';
 import { writeKeys, type WriteLoad } from './harness/writer.js';
@@ -15,15 +17,17 @@ import { writeKeys, type WriteLoad } from './harness/writer.js';
 const GROUPS = ['g1', 'g2', 'g3'];
 const KEY_COUNT = 10_000;
 const CONCURRENCY = 32;
-/** The shard is killed once this many writes were acknowledged, while the others are in flight. */
+/** The leader is killed once this many writes were acknowledged, while the others are in flight. */
 const KILL_AFTER_ACKS = 3_000;
-/** How long the killed shard stays down. */
+/** How long the killed replica stays down. */
 const DOWNTIME_MS = 1_500;
+/** Liveness bound on electing a new leader: a failure guard, not an expected duration. */
+const ELECTION_BOUND_MS = 15_000;
 const VICTIM = 'g2';
 /** Sanity floor: the outage may cost some writes their retries, not a tenth of the load. */
 const MIN_ACKED = 9_000;
 
-/** Retries span ~8 s, longer than the outage plus a restart, so most keys of the dead group land after it returns. */
+/** Retries span ~8 s, much longer than an election, so the keys whose writes failed over land on the new leader. */
 const LOAD_SETTINGS: Pick<WriteLoad, 'concurrency' | 'deadlineMs' | 'retryBackoffMs' | 'timeBoundMs'> = {
   concurrency: CONCURRENCY,
   deadlineMs: 3_000,
@@ -50,19 +54,20 @@ function assertKilledBySigkill(name: string, exit: ProcessExit | undefined, clus
   assert.deepEqual(exit, { code: null, signal: 'SIGKILL' }, `${name} should have died from SIGKILL, but ended with ${describeExit(exit)}\n${cluster.logs(name)}`);
 }
 
-test('SIGKILL of one shard mid-write loses no acknowledged write, and keys stay on their ring owner', { timeout: 170_000 }, async (t) => {
+test("SIGKILL of a group's leader mid-write loses no acknowledged write; a new leader takes the writes; keys stay on their ring owner", { timeout: 170_000 }, async (t) => {
   const cluster = await startLocalCluster({ groups: GROUPS });
   const clients: Client[] = [];
   try {
     const kv = kvClient(cluster.coordinatorAddress);
     const clusterApi = clusterClient(cluster.coordinatorAddress);
     clients.push(kv, clusterApi);
-    const victim = shardProcessName(VICTIM);
+    const oldLeader = await cluster.leaderOf(VICTIM);
+    const victim = oldLeader.name;
     const victimPid = cluster.pid(victim);
     const writeStart = performance.now();
 
     // The fault runs beside the load: writers never wait for it.
-    const chaos: { run?: Promise<{ exit: ProcessExit; acksAtKill: number; restartedAt: number }> } = {};
+    const chaos: { run?: Promise<{ exit: ProcessExit; killedAt: number; newLeader: MemberStatus; electedAt: number; restartedAt: number }> } = {};
     const valueOf = valueFactory();
     const report = await writeKeys({
       ...LOAD_SETTINGS,
@@ -74,15 +79,18 @@ test('SIGKILL of one shard mid-write loses no acknowledged write, and keys stay 
         if (acked !== KILL_AFTER_ACKS) return;
         chaos.run = (async () => {
           const exit = await cluster.kill(victim, 'SIGKILL');
-          await sleep(DOWNTIME_MS);
+          const killedAt = performance.now();
+          const newLeader = await cluster.leaderOf(VICTIM, { timeoutMs: ELECTION_BOUND_MS });
+          const electedAt = performance.now();
+          await sleep(Math.max(0, killedAt + DOWNTIME_MS - performance.now()));
           await cluster.restart(victim);
-          return { exit, acksAtKill: acked, restartedAt: performance.now() };
+          return { exit, killedAt, newLeader, electedAt, restartedAt: performance.now() };
         })();
         // Awaited after the load; until then a failure must not count as an unhandled rejection.
         chaos.run.catch(() => undefined);
       },
     });
-    assert.ok(chaos.run !== undefined, `the shard was never killed: only ${report.ackedCount} writes were acknowledged`);
+    assert.ok(chaos.run !== undefined, `the leader was never killed: only ${report.ackedCount} writes were acknowledged`);
     const fault = await chaos.run;
     const notAcked = report.outcomes.filter((outcome) => !outcome.acked);
     const verifyStart = performance.now();
@@ -91,19 +99,25 @@ test('SIGKILL of one shard mid-write loses no acknowledged write, and keys stay 
         `${notAcked.length} keys never acknowledged` +
         (notAcked[0] === undefined ? '' : ` (e.g. ${notAcked[0].key}: ${notAcked[0].lastError})`),
     );
+    t.diagnostic(
+      `killed leader ${victim} (term ${oldLeader.status.term}); ${fault.newLeader.name} leads term ${fault.newLeader.status.term}, ` +
+        `seen ${Math.round(fault.electedAt - fault.killedAt)} ms after the kill; ${victim} restarted after ${Math.round(fault.restartedAt - fault.killedAt)} ms`,
+    );
 
-    // The fault really happened, mid-write, and the process came back as the same member.
+    // The fault really happened, mid-write, to the leader; another member took over; the killed
+    // process came back as the same member.
     assertKilledBySigkill(victim, fault.exit, cluster);
     assert.deepEqual(cluster.exits(victim), [{ code: null, signal: 'SIGKILL' }], 'exactly one death of the victim');
+    assert.notEqual(fault.newLeader.name, victim, 'a surviving member leads the group');
+    assert.ok(fault.newLeader.status.term > oldLeader.status.term, `the new leader's term ${fault.newLeader.status.term} is above ${oldLeader.status.term}`);
     assert.ok(cluster.running(victim), `${victim} is running again`);
-    assert.notEqual(cluster.pid(victim), victimPid, 'the restarted shard is a new process');
-    const victimShard = shardClient(cluster.shardAddress(VICTIM));
-    clients.push(victimShard);
-    const victimStatus = await withRetry(() => unary(victimShard.status.bind(victimShard), {}, 5_000), 8, 250);
+    assert.notEqual(cluster.pid(victim), victimPid, 'the restarted replica is a new process');
+    const victimStatus = await cluster.caughtUp(victim);
     assert.equal(victimStatus.groupId, VICTIM);
-    assert.equal(victimStatus.memberId, `${VICTIM}-0`);
+    assert.equal(victimStatus.memberId, oldLeader.status.memberId);
 
-    // Every key was attempted; most were acknowledged, also after the restart.
+    // Every key was attempted; most were acknowledged, and the group took writes while the old
+    // leader was down: acknowledged by the new leader (the old one was dead).
     assert.equal(report.timedOut, false, 'the write load hit its time bound');
     assert.equal(report.outcomes.filter((outcome) => outcome.attempts === 0).length, 0, 'every key was attempted');
     assert.ok(report.ackedCount >= MIN_ACKED, `only ${report.ackedCount} of ${KEY_COUNT} writes were acknowledged (expected at least ${MIN_ACKED}); e.g. ${notAcked[0]?.key}: ${notAcked[0]?.lastError}`);
@@ -115,8 +129,8 @@ test('SIGKILL of one shard mid-write loses no acknowledged write, and keys stay 
     assert.equal(ringResponse.hash, 'sha256-be64');
     assert.deepEqual(
       Object.fromEntries(ringResponse.groups.map((group) => [group.groupId, [...group.addresses]])),
-      Object.fromEntries(GROUPS.map((group) => [group, [cluster.shardAddress(group)]])),
-      'GetRing names every group with its shard address',
+      Object.fromEntries(GROUPS.map((group) => [group, cluster.shardAddresses(group)])),
+      'GetRing names every group with the address of each of its replicas',
     );
 
     const failuresPerGroup = new Map(GROUPS.map((group) => [group, 0]));
@@ -126,36 +140,54 @@ test('SIGKILL of one shard mid-write loses no acknowledged write, and keys stay 
     }
     t.diagnostic(`failed attempts per group: ${[...failuresPerGroup].map(([group, n]) => `${group} ${n}`).join(', ')}; by status: ${[...report.errors].map(([error, n]) => `${n}× ${error}`).join('; ')}`);
 
-    // A dead group costs only its own keys: every key of the other groups was acknowledged.
+    // A failover costs only the group's own keys: every key of the other groups was acknowledged.
     const healthyUnacked = notAcked.filter((outcome) => ring.ownerOf(outcome.key) !== VICTIM);
     assert.equal(healthyUnacked.length, 0, `keys of the groups that stayed up were not acknowledged, e.g. ${healthyUnacked[0]?.key}: ${healthyUnacked[0]?.lastError}`);
 
     const acked = report.outcomes.filter((outcome) => outcome.acked);
-    const victimAckedAfterRestart = acked.filter((outcome) => ring.ownerOf(outcome.key) === VICTIM && outcome.ackedAt! > fault.restartedAt);
-    assert.ok(victimAckedAfterRestart.length > 0, `no write to ${VICTIM} was acknowledged after its restart`);
+    const victimAckedWhileDown = acked.filter(
+      (outcome) => ring.ownerOf(outcome.key) === VICTIM && outcome.ackedAttemptStartedAt! > fault.killedAt && outcome.ackedAt! < fault.restartedAt,
+    );
+    assert.ok(victimAckedWhileDown.length > 0, `no write to ${VICTIM} was acknowledged while its old leader ${victim} was down`);
+    const firstOnNewLeader = Math.min(...victimAckedWhileDown.map((outcome) => outcome.ackedAt!));
+    t.diagnostic(
+      `${victimAckedWhileDown.length} writes to ${VICTIM} acknowledged by ${fault.newLeader.name} while ${victim} was down; ` +
+        `the first ${Math.round(firstOnNewLeader - fault.killedAt)} ms after the kill`,
+    );
 
     // 1. Every acknowledged key reads back, linearizably, with its exact value.
     const problems = await readBack(kv, report.outcomes, { concurrency: CONCURRENCY, checkVersions: true });
     assert.equal(problems.length, 0, `reading back through the coordinator: ${summarize(problems)}`);
 
-    // 2. Each acknowledged key is stored by the group the ring names, and only there: its shard
-    // has it, another shard refuses the key as WRONG_SHARD.
-    const shards = new Map(GROUPS.map((group) => {
-      const client = shardClient(cluster.shardAddress(group));
+    // 2. Each acknowledged key is stored by the group the ring names, and only there: its leader
+    // has it, the replica that was killed has it too (read locally, it has caught up), and a
+    // replica of another group refuses the key as WRONG_SHARD.
+    const leaders = new Map(await Promise.all(GROUPS.map(async (group) => [group, await cluster.leaderOf(group)] as const)));
+    const clientOf = (address: string): ShardClient => {
+      const client = shardClient(address);
       clients.push(client);
-      return [group, client] as const;
-    }));
+      return client;
+    };
+    const leaderShards = new Map(GROUPS.map((group) => [group, clientOf(leaders.get(group)!.address)] as const));
+    const otherShards = new Map(GROUPS.map((group) => [group, clientOf(cluster.shardAddress(group, 0))] as const));
+    const rejoined = clientOf(cluster.address(victim));
     const placement: string[] = [];
     await forEachConcurrently(acked, CONCURRENCY, async (outcome) => {
       const owner = ring.ownerOf(outcome.key);
       const other = GROUPS[(GROUPS.indexOf(owner) + 1) % GROUPS.length]!;
-      const ownerShard = shards.get(owner)!;
-      const otherShard = shards.get(other)!;
+      const ownerShard = leaderShards.get(owner)!;
+      const otherShard = otherShards.get(other)!;
       const request = { ringEpoch: ringResponse.epoch, key: outcome.key, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE };
       try {
         const direct = await withRetry(() => unary(ownerShard.get.bind(ownerShard), request, 5_000), 8, 250);
         if (!direct.found || !direct.value.equals(outcome.value)) {
-          placement.push(`${outcome.key}: its owner ${owner} answers found=${direct.found} value=${JSON.stringify(direct.value.toString())}`);
+          placement.push(`${outcome.key}: the leader of its owner ${owner} answers found=${direct.found} value=${JSON.stringify(direct.value.toString())}`);
+        }
+        if (owner === VICTIM) {
+          const local = await withRetry(() => unary(rejoined.get.bind(rejoined), { ...request, consistency: ReadConsistency.READ_CONSISTENCY_SERIALIZABLE }, 5_000), 8, 250);
+          if (!local.found || !local.value.equals(outcome.value)) {
+            placement.push(`${outcome.key}: the rejoined ${victim} answers found=${local.found} value=${JSON.stringify(local.value.toString())}`);
+          }
         }
       } catch (error) {
         placement.push(`${outcome.key}: Shard.Get on its owner ${owner} failed: ${describeError(error)}`);

@@ -1,29 +1,48 @@
-// A local Concord cluster for cross-process tests: one shard process per group and a coordinator,
-// each a real `node services/<role>/dist/main.js` on 127.0.0.1, killed and restarted at will.
+// A local Concord cluster for cross-process tests: every replica of every shard group and a
+// coordinator, each a real `node services/<role>/dist/main.js` on 127.0.0.1, killed and restarted
+// at will. By default each group is three Raft replicas, as `npm start` runs it.
 //
-// Ports are chosen up front rather than with `--listen 127.0.0.1:0`: the coordinator is given the
-// shard addresses on its command line, and a restarted shard must come back on the address the
-// coordinator (and every routing table) already knows.
+// Ports are chosen up front rather than with `--listen 127.0.0.1:0`: the members of a Raft group
+// and the coordinator are given the replica addresses on their command lines, and a restarted
+// replica must come back on the address they (and every routing table) already know.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import type { ShardClient, ShardStatusResponse } from '@concord/proto/shard';
+import { describeError, shardClient, sleep, unary } from './grpc.js';
 import { childEnv, nodeBinary, repoRoot } from './paths.js';
 import { track } from './reaper.js';
 
 export interface ClusterOptions {
-  /** Shard group ids, one shard process each. */
+  /** Shard group ids. */
   groups: readonly string[];
+  /** Replicas (processes) per group; default 3. The single engine runs exactly one. */
+  replicas?: number;
+  /** Consensus engine of every group; default raft. */
+  engine?: 'raft' | 'single';
+  /** Extra flags for every shard process, e.g. ['--snapshot-every', '200']. */
+  shardArgs?: readonly string[];
   /** Where the shards keep their data; default a fresh temporary directory, removed by stop(). */
   dataDir?: string;
   /** --ring-vnodes of every process; default 128. */
   ringVnodes?: number;
   /** --ring-epoch of every process; default 1. */
   ringEpoch?: number;
-  /** How long a process may take to print its "serving" line; default 20 s. */
+  /** How long a process may take to print its "serving" line; default 30 s. */
   readyTimeoutMs?: number;
+  /** How long startAll() waits for every Raft group to elect a leader; default 15 s (a liveness bound). */
+  leaderTimeoutMs?: number;
+}
+
+/** What one replica said about itself, and which process it is. */
+export interface MemberStatus {
+  /** Process name, e.g. "shard-g2-1". */
+  name: string;
+  address: string;
+  status: ShardStatusResponse;
 }
 
 /** How a process ended: an exit code, or the signal that killed it. */
@@ -34,13 +53,21 @@ export interface ProcessExit {
 
 const SHARD_MAIN = 'services/shard/dist/main.js';
 const COORDINATOR_MAIN = 'services/coordinator/dist/main.js';
-const DEFAULT_READY_TIMEOUT_MS = 20_000;
+const DEFAULT_READY_TIMEOUT_MS = 30_000;
+const DEFAULT_LEADER_TIMEOUT_MS = 15_000;
+const DEFAULT_REPLICAS = 3;
+/** Deadline of one Shard.Status probe. */
+const STATUS_DEADLINE_MS = 2_000;
+/** Pause between Status polls while waiting for a leader or a catch-up. */
+const POLL_MS = 50;
 /** SIGTERM gets this long before stop() escalates to SIGKILL. */
 const STOP_GRACE_MS = 5_000;
 /** Bound on waiting for a process to be gone after SIGKILL (the kernel makes it near-instant). */
 const KILL_WAIT_MS = 10_000;
 /** Lines of output kept per process for failure messages. */
 const KEPT_OUTPUT_LINES = 300;
+/** Lines of the current run kept for outputOf(): a shard logs lifecycle events, not requests. */
+const KEPT_RUN_LINES = 20_000;
 /** Attempts at starting a cluster when a chosen port was taken in between (a race with other programs). */
 const PORT_RACE_ATTEMPTS = 3;
 
@@ -55,6 +82,8 @@ class ManagedProcess {
   private child: ChildProcess | undefined;
   private closed: Promise<ProcessExit> | undefined;
   private readonly output: string[] = [];
+  /** stdout lines of the current (or last) run. */
+  runLines: string[] = [];
   readonly exits: ProcessExit[] = [];
   /** How many times the process was started. */
   starts = 0;
@@ -79,6 +108,7 @@ class ManagedProcess {
   async start(readyTimeoutMs: number): Promise<void> {
     if (this.running) throw new Error(`${this.name} is already running (pid ${this.child?.pid})`);
     this.starts += 1;
+    this.runLines = [];
     this.note(`--- start #${this.starts}: ${this.script} ${this.args.join(' ')}`);
     const child = spawn(nodeBinary, [this.script, ...this.args], {
       cwd: repoRoot,
@@ -103,8 +133,10 @@ class ManagedProcess {
       const timer = setTimeout(() => {
         reject(new Error(`${this.name} did not print its "serving" line within ${readyTimeoutMs} ms\n${this.tail()}`));
       }, readyTimeoutMs);
+      const runLines = this.runLines;
       createInterface({ input: child.stdout! }).on('line', (line) => {
         this.note(line);
+        if (runLines.length < KEPT_RUN_LINES) runLines.push(line);
         const address = servingAddress(line);
         if (address === undefined) return;
         clearTimeout(timer);
@@ -213,58 +245,126 @@ export async function freePorts(count: number): Promise<number[]> {
   }
 }
 
-/** A running local cluster. Process names: "coordinator" and "shard-<group>". */
+/** One shard replica of the cluster. */
+interface ShardMember {
+  group: string;
+  /** --member-id, e.g. "g2-1". */
+  memberId: string;
+  /** Process name, e.g. "shard-g2-1". */
+  name: string;
+  address: string;
+}
+
+interface ResolvedOptions {
+  groups: readonly string[];
+  replicas: number;
+  engine: 'raft' | 'single';
+  shardArgs: readonly string[];
+  dataDir: string;
+  ownsDataDir: boolean;
+  ringVnodes: number;
+  ringEpoch: number;
+  readyTimeoutMs: number;
+  leaderTimeoutMs: number;
+}
+
+/**
+ * A running local cluster. Process names: "coordinator" and "shard-<member>", where the members of
+ * group g2 are g2-0, g2-1, g2-2 (see shardProcessName).
+ */
 export class LocalCluster {
   private stopped: Promise<Map<string, ProcessExit | undefined>> | undefined;
+  private readonly statusClients = new Map<string, ShardClient>();
 
   private constructor(
-    readonly groups: readonly string[],
-    readonly dataDir: string,
-    private readonly ownsDataDir: boolean,
-    readonly ringVnodes: number,
-    readonly ringEpoch: number,
-    private readonly readyTimeoutMs: number,
+    private readonly options: ResolvedOptions,
+    private readonly shardMembers: readonly ShardMember[],
     private readonly processes: ReadonlyMap<string, ManagedProcess>,
   ) {}
 
   /** Builds the process table (nothing runs yet). */
-  static create(options: Required<Omit<ClusterOptions, 'dataDir'>> & { dataDir: string; ownsDataDir: boolean }, ports: readonly number[]): LocalCluster {
+  static create(options: ResolvedOptions, ports: readonly number[]): LocalCluster {
     const processes = new Map<string, ManagedProcess>();
     const ringFlags = ['--ring-vnodes', String(options.ringVnodes), '--ring-epoch', String(options.ringEpoch)];
-    const shardAddresses = options.groups.map((_, index) => `127.0.0.1:${ports[index]!}`);
-    options.groups.forEach((group, index) => {
-      const address = shardAddresses[index]!;
-      const name = shardProcessName(group);
+    const members: ShardMember[] = options.groups.flatMap((group, groupIndex) =>
+      Array.from({ length: options.replicas }, (_, replica) => ({
+        group,
+        memberId: memberIdOf(group, replica),
+        name: shardProcessName(group, replica),
+        address: `127.0.0.1:${ports[groupIndex * options.replicas + replica]!}`,
+      })),
+    );
+    for (const member of members) {
+      const peers = members.filter((other) => other.group === member.group).map((other) => `${other.memberId}=${other.address}`);
       processes.set(
-        name,
-        new ManagedProcess(name, SHARD_MAIN, [
-          '--group-id', group,
-          '--member-id', `${group}-0`,
-          '--listen', address,
-          '--data-dir', join(options.dataDir, group),
+        member.name,
+        new ManagedProcess(member.name, SHARD_MAIN, [
+          '--engine', options.engine,
+          '--group-id', member.group,
+          '--member-id', member.memberId,
+          '--listen', member.address,
+          ...(options.engine === 'raft' ? ['--peers', peers.join(',')] : []),
+          '--data-dir', join(options.dataDir, member.memberId),
           '--ring-groups', options.groups.join(','),
           ...ringFlags,
-        ], address),
+          ...options.shardArgs,
+        ], member.address),
       );
-    });
-    const coordinatorAddress = `127.0.0.1:${ports[options.groups.length]!}`;
+    }
+    const coordinatorAddress = `127.0.0.1:${ports[members.length]!}`;
+    const groupsFlag = options.groups
+      .map((group) => `${group}=${members.filter((member) => member.group === group).map((member) => member.address).join('|')}`)
+      .join(',');
     processes.set(
       'coordinator',
-      new ManagedProcess('coordinator', COORDINATOR_MAIN, [
-        '--listen', coordinatorAddress,
-        '--groups', options.groups.map((group, index) => `${group}=${shardAddresses[index]!}`).join(','),
-        ...ringFlags,
-      ], coordinatorAddress),
+      // One coordinator with the ring from --groups (the config engine), as `npm start` runs it.
+      new ManagedProcess('coordinator', COORDINATOR_MAIN, ['--engine', 'config', '--listen', coordinatorAddress, '--groups', groupsFlag, ...ringFlags], coordinatorAddress),
     );
-    return new LocalCluster(options.groups, options.dataDir, options.ownsDataDir, options.ringVnodes, options.ringEpoch, options.readyTimeoutMs, processes);
+    return new LocalCluster(options, members, processes);
+  }
+
+  get groups(): readonly string[] {
+    return this.options.groups;
+  }
+
+  get dataDir(): string {
+    return this.options.dataDir;
+  }
+
+  get ringVnodes(): number {
+    return this.options.ringVnodes;
+  }
+
+  get ringEpoch(): number {
+    return this.options.ringEpoch;
+  }
+
+  get engine(): 'raft' | 'single' {
+    return this.options.engine;
   }
 
   get coordinatorAddress(): string {
     return this.process('coordinator').address;
   }
 
-  shardAddress(group: string): string {
-    return this.process(shardProcessName(group)).address;
+  /** The address of a process by name ("shard-g1-2", "coordinator"). */
+  address(name: string): string {
+    return this.process(name).address;
+  }
+
+  /** The address of replica `replica` (default 0) of `group`. */
+  shardAddress(group: string, replica = 0): string {
+    return this.process(shardProcessName(group, replica)).address;
+  }
+
+  /** Every replica address of `group`, in member order: what the coordinator's --groups lists. */
+  shardAddresses(group: string): string[] {
+    return this.membersOf(group).map((member) => member.address);
+  }
+
+  /** The process names of `group`'s replicas, in member order. */
+  shardNames(group: string): string[] {
+    return this.membersOf(group).map((member) => member.name);
   }
 
   /** Every process name, shards first. */
@@ -286,11 +386,22 @@ export class LocalCluster {
     return this.process(name).exits;
   }
 
-  /** Starts every process: the shards together, then the coordinator. */
+  /** The stdout lines of the process's current (or last) run. */
+  outputOf(name: string): readonly string[] {
+    return this.process(name).runLines;
+  }
+
+  /**
+   * Starts every process: the shards together, then, with Raft, waits until every group has
+   * elected a leader (so the first request does not race the first election), then the coordinator.
+   */
   async startAll(): Promise<void> {
-    const shards = this.processNames.filter((name) => name !== 'coordinator');
-    await Promise.all(shards.map((name) => this.process(name).start(this.readyTimeoutMs)));
-    await this.process('coordinator').start(this.readyTimeoutMs);
+    const shards = this.processNames.filter((name) => name !== 'coordinator' && !this.running(name));
+    await Promise.all(shards.map((name) => this.process(name).start(this.options.readyTimeoutMs)));
+    if (this.options.engine === 'raft') {
+      await Promise.all(this.groups.map((group) => this.leaderOf(group, { timeoutMs: this.options.leaderTimeoutMs })));
+    }
+    if (!this.running('coordinator')) await this.process('coordinator').start(this.options.readyTimeoutMs);
   }
 
   /** Sends `signal` (default SIGKILL) to a process and resolves with how it ended. */
@@ -300,7 +411,82 @@ export class LocalCluster {
 
   /** Starts a process that is not running again: same flags, same data directory, same address. */
   async restart(name: string): Promise<void> {
-    await this.process(name).start(this.readyTimeoutMs);
+    await this.process(name).start(this.options.readyTimeoutMs);
+  }
+
+  /** Shard.Status of one replica (one attempt, short deadline). */
+  async shardStatus(name: string): Promise<ShardStatusResponse> {
+    const address = this.process(name).address;
+    let client = this.statusClients.get(address);
+    if (client === undefined) {
+      client = shardClient(address);
+      this.statusClients.set(address, client);
+    }
+    return unary(client.status.bind(client), {}, STATUS_DEADLINE_MS);
+  }
+
+  /**
+   * The leader of `group`: polls Shard.Status of every running replica until exactly one says it
+   * leads, in the highest term any of them reports, and every replica that answers names its
+   * address. Fails after `timeoutMs` (a liveness bound, default 15 s) with what each replica said.
+   */
+  async leaderOf(group: string, { timeoutMs = DEFAULT_LEADER_TIMEOUT_MS }: { timeoutMs?: number } = {}): Promise<MemberStatus> {
+    const deadline = Date.now() + timeoutMs;
+    let seen = '';
+    for (;;) {
+      const answers = await this.groupStatus(group);
+      const statuses = answers.filter((answer): answer is MemberStatus => !('error' in answer));
+      const topTerm = Math.max(0, ...statuses.map((answer) => answer.status.term));
+      const leaders = statuses.filter((answer) => answer.status.role === 'LEADER' && answer.status.term === topTerm);
+      const leader = leaders.length === 1 ? leaders[0]! : undefined;
+      if (leader !== undefined && statuses.every((answer) => answer.status.leaderAddress === leader.address)) return leader;
+      seen = answers
+        .map((answer) =>
+          'error' in answer
+            ? `${answer.name}: ${answer.error}`
+            : `${answer.name}: ${answer.status.role} term ${answer.status.term} leader ${answer.status.leaderAddress || '(none)'}`,
+        )
+        .join('; ');
+      if (Date.now() > deadline) throw new Error(`group ${group} has no leader that every running replica follows after ${timeoutMs} ms: ${seen}`);
+      await sleep(POLL_MS);
+    }
+  }
+
+  /** Shard.Status of every running replica of `group`; a replica that does not answer gives its error. */
+  async groupStatus(group: string): Promise<(MemberStatus | { name: string; address: string; error: string })[]> {
+    const running = this.membersOf(group).filter((member) => this.running(member.name));
+    return Promise.all(
+      running.map(async (member) => {
+        try {
+          return { name: member.name, address: member.address, status: await this.shardStatus(member.name) };
+        } catch (error) {
+          return { name: member.name, address: member.address, error: describeError(error) };
+        }
+      }),
+    );
+  }
+
+  /**
+   * Waits until replica `name` has applied at least `index` (default: the commit index its
+   * group's leader reports now). Resolves with its status; fails after `timeoutMs` (a liveness bound).
+   */
+  async caughtUp(name: string, { index, timeoutMs = DEFAULT_LEADER_TIMEOUT_MS }: { index?: number; timeoutMs?: number } = {}): Promise<ShardStatusResponse> {
+    const member = this.shardMembers.find((each) => each.name === name);
+    if (member === undefined) throw new Error(`no shard replica named ${JSON.stringify(name)}`);
+    const deadline = Date.now() + timeoutMs;
+    const target = index ?? (await this.leaderOf(member.group, { timeoutMs })).status.commitIndex;
+    let last = 'no answer yet';
+    for (;;) {
+      try {
+        const status = await this.shardStatus(name);
+        if (status.appliedIndex >= target) return status;
+        last = `applied ${status.appliedIndex}, role ${status.role}`;
+      } catch (error) {
+        last = describeError(error);
+      }
+      if (Date.now() > deadline) throw new Error(`${name} did not apply index ${target} within ${timeoutMs} ms (last: ${last})`);
+      await sleep(POLL_MS);
+    }
   }
 
   /** The recent output of one process, or of all of them, for failure messages. */
@@ -316,6 +502,8 @@ export class LocalCluster {
    */
   stop(): Promise<Map<string, ProcessExit | undefined>> {
     this.stopped ??= (async () => {
+      for (const client of this.statusClients.values()) client.close();
+      this.statusClients.clear();
       const wasRunning = this.processNames.filter((name) => this.process(name).running);
       const exits = new Map<string, ProcessExit | undefined>();
       await Promise.all(
@@ -323,10 +511,16 @@ export class LocalCluster {
           exits.set(name, await this.process(name).terminate(STOP_GRACE_MS));
         }),
       );
-      if (this.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true, maxRetries: 3 });
+      if (this.options.ownsDataDir) await rm(this.dataDir, { recursive: true, force: true, maxRetries: 3 });
       return exits;
     })();
     return this.stopped;
+  }
+
+  private membersOf(group: string): ShardMember[] {
+    const members = this.shardMembers.filter((member) => member.group === group);
+    if (members.length === 0) throw new Error(`no shard group ${JSON.stringify(group)} (known: ${this.groups.join(', ')})`);
+    return members;
   }
 
   private process(name: string): ManagedProcess {
@@ -336,35 +530,45 @@ export class LocalCluster {
   }
 }
 
-/** The process name of a group's shard. */
-export function shardProcessName(group: string): string {
-  return `shard-${group}`;
+/** The member id of replica `replica` of `group`: "g2-1". */
+export function memberIdOf(group: string, replica: number): string {
+  return `${group}-${replica}`;
+}
+
+/** The process name of replica `replica` (default 0) of `group`: "shard-g2-1". */
+export function shardProcessName(group: string, replica = 0): string {
+  return `shard-${memberIdOf(group, replica)}`;
 }
 
 /**
- * Starts shards on free ports, waits until each prints "serving", then starts the coordinator
- * pointing at them. On failure everything started is stopped and the error carries the output.
+ * Starts every replica on free ports, waits until each prints "serving" (and, with Raft, until
+ * every group has a leader), then starts the coordinator pointing at them. On failure everything
+ * started is stopped and the error carries the output.
  */
 export async function startLocalCluster(options: ClusterOptions): Promise<LocalCluster> {
   if (options.groups.length === 0 || new Set(options.groups).size !== options.groups.length) {
     throw new Error(`startLocalCluster: groups must be distinct and at least one (got ${JSON.stringify(options.groups)})`);
   }
+  const engine = options.engine ?? 'raft';
+  const replicas = options.replicas ?? (engine === 'single' ? 1 : DEFAULT_REPLICAS);
+  if (!Number.isInteger(replicas) || replicas < 1) throw new Error(`startLocalCluster: replicas must be a positive integer (got ${replicas})`);
+  if (engine === 'single' && replicas !== 1) throw new Error(`startLocalCluster: the single engine runs one replica per group (got replicas ${replicas})`);
   const ownsDataDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'concord-test-')));
+  const resolved: Omit<ResolvedOptions, 'dataDir' | 'ownsDataDir'> = {
+    groups: options.groups,
+    replicas,
+    engine,
+    shardArgs: options.shardArgs ?? [],
+    ringVnodes: options.ringVnodes ?? 128,
+    ringEpoch: options.ringEpoch ?? 1,
+    readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
+    leaderTimeoutMs: options.leaderTimeoutMs ?? DEFAULT_LEADER_TIMEOUT_MS,
+  };
   let lastError: unknown;
   for (let attempt = 1; attempt <= PORT_RACE_ATTEMPTS; attempt++) {
-    const ports = await freePorts(options.groups.length + 1);
-    const cluster = LocalCluster.create(
-      {
-        groups: options.groups,
-        dataDir,
-        ownsDataDir,
-        ringVnodes: options.ringVnodes ?? 128,
-        ringEpoch: options.ringEpoch ?? 1,
-        readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
-      },
-      ports,
-    );
+    const ports = await freePorts(options.groups.length * replicas + 1);
+    const cluster = LocalCluster.create({ ...resolved, dataDir, ownsDataDir }, ports);
     try {
       await cluster.startAll();
       return cluster;
@@ -373,7 +577,10 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
       const portTaken = error instanceof Error && /EADDRINUSE|address already in use/i.test(error.message);
       // Keep the data directory for the retry; stop() removes it only on the last failure.
       await stopProcessesOnly(cluster);
-      if (!portTaken) break;
+      // Raft members record their group's addresses in their logs when they bootstrap: a retry on
+      // other ports must start from empty data directories, which only one this harness made can be.
+      if (!portTaken || (engine === 'raft' && !ownsDataDir)) break;
+      if (engine === 'raft') await rm(dataDir, { recursive: true, force: true, maxRetries: 3 });
     }
   }
   if (ownsDataDir) await rm(dataDir, { recursive: true, force: true, maxRetries: 3 });

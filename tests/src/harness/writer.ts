@@ -19,6 +19,8 @@ export interface WriteOutcome {
   failures: number;
   /** performance.now() of the acknowledgement. */
   ackedAt: number | undefined;
+  /** performance.now() when the acknowledged attempt was sent. */
+  ackedAttemptStartedAt: number | undefined;
   /** The last failure, for reports. */
   lastError: string | undefined;
 }
@@ -65,6 +67,7 @@ export async function writeKeys(load: WriteLoad): Promise<WriteReport> {
     attempts: 0,
     failures: 0,
     ackedAt: undefined,
+    ackedAttemptStartedAt: undefined,
     lastError: undefined,
   }));
   const retries: PendingRetry[] = [];
@@ -79,11 +82,13 @@ export async function writeKeys(load: WriteLoad): Promise<WriteReport> {
   const attempt = async (index: number): Promise<void> => {
     const outcome = outcomes[index]!;
     outcome.attempts += 1;
+    const sentAt = performance.now();
     try {
       const response = await unary(load.kv.put.bind(load.kv), { key: outcome.key, value: outcome.value }, load.deadlineMs);
       outcome.acked = true;
       outcome.ackedVersion = response.version;
       outcome.ackedAt = performance.now();
+      outcome.ackedAttemptStartedAt = sentAt;
       ackedCount += 1;
       load.onAck?.(ackedCount);
     } catch (error) {

@@ -1,0 +1,145 @@
+// The local playground of deploy/local/cluster.json, shared by `npm start` (scripts/start.mjs, the
+// supervisor that owns every process) and `npm run local` (scripts/local.mjs, which asks the
+// running supervisor to kill or restart a member). Standard library only, like every script here.
+//
+// The two talk through files under .concord/control/:
+//   supervisor.json        what the supervisor runs: its pid, every member's pid, state and
+//                          address, and each group's leader as last logged (rewritten atomically)
+//   requests/<id>.json     {id, action, member}, written (atomically) by local.mjs
+//   responses/<id>.json    {ok, message}, the supervisor's answer
+// Files, not a socket: nothing to bind, nothing to clean up after a crash, and readable by hand.
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { root } from './lib.mjs';
+
+export const dataRoot = join(root, '.concord');
+export const logsDir = join(dataRoot, 'logs');
+export const controlDir = join(dataRoot, 'control');
+export const requestsDir = join(controlDir, 'requests');
+export const responsesDir = join(controlDir, 'responses');
+export const stateFile = join(controlDir, 'supervisor.json');
+
+/** The actions `npm run local -- <action> <member>` can ask for. */
+export const MEMBER_ACTIONS = ['restart', 'kill', 'stop'];
+
+/** A path as the user should type it: relative to the repository root. */
+export function shown(path) {
+  return relative(root, path) || '.';
+}
+
+/** The command that asks the supervisor to do `action` to `member`. */
+export function localCommand(action, member) {
+  return `npm run local -- ${action} ${member}`;
+}
+
+/**
+ * The processes of deploy/local/cluster.json: every shard replica (name = member id, e.g. "g1-0")
+ * and the coordinator, each with the exact command line that starts it.
+ */
+export function loadLocalCluster() {
+  const config = JSON.parse(readFileSync(join(root, 'deploy', 'local', 'cluster.json'), 'utf8'));
+  const engine = config.engine ?? 'raft';
+  const groupIds = config.shardGroups.map((group) => group.id);
+  const ringFlags = ['--ring-vnodes', String(config.ringVnodes), '--ring-epoch', String(config.ringEpoch)];
+  const processes = [];
+  for (const group of config.shardGroups) {
+    const peers = group.members.map((member) => `${member.id}=${member.listen}`).join(',');
+    for (const member of group.members) {
+      processes.push({
+        name: member.id,
+        kind: 'shard',
+        group: group.id,
+        address: member.listen,
+        serviceName: 'concord-shard',
+        script: 'services/shard/dist/main.js',
+        dataDir: join(dataRoot, member.id),
+        args: [
+          '--engine', engine,
+          '--group-id', group.id,
+          '--member-id', member.id,
+          '--listen', member.listen,
+          ...(engine === 'raft' ? ['--peers', peers] : []),
+          '--data-dir', join(dataRoot, member.id),
+          '--ring-groups', groupIds.join(','),
+          ...ringFlags,
+        ],
+      });
+    }
+  }
+  processes.push({
+    name: 'coordinator',
+    kind: 'coordinator',
+    address: config.coordinator.listen,
+    serviceName: 'concord-coordinator',
+    script: 'services/coordinator/dist/main.js',
+    // One coordinator holding the ring from --groups (the config engine): the replicated meta
+    // group of three coordinators is not part of the local playground yet.
+    args: [
+      '--engine', 'config',
+      '--listen', config.coordinator.listen,
+      '--groups', config.shardGroups.map((group) => `${group.id}=${group.members.map((member) => member.listen).join('|')}`).join(','),
+      ...ringFlags,
+    ],
+  });
+  for (const each of processes) each.logPath = join(logsDir, `${each.name}.log`);
+  return { config, engine, groupIds, processes };
+}
+
+/** Whether a process with this pid exists (and may be signalled by us). */
+export function isAlive(pid) {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return error.code === 'EPERM';
+  }
+}
+
+/**
+ * Whether `pid` is alive and, where /proc tells (Linux), still runs a command containing `needle`:
+ * a pid from an old state file may since belong to an unrelated process.
+ */
+export function isAliveRunning(pid, needle) {
+  if (!isAlive(pid)) return false;
+  const cmdline = `/proc/${pid}/cmdline`;
+  if (!existsSync('/proc/self/cmdline')) return true;
+  try {
+    return readFileSync(cmdline, 'utf8').split('\0').join(' ').includes(needle);
+  } catch {
+    return false;
+  }
+}
+
+/** The supervisor's state file, or undefined when there is none (or it is unreadable). */
+export function readState() {
+  try {
+    return JSON.parse(readFileSync(stateFile, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Writes `value` as JSON to `path` so that a reader never sees half of it. */
+export function writeJsonAtomic(path, value) {
+  const temp = `${path}.${process.pid}.tmp`;
+  writeFileSync(temp, `${JSON.stringify(value, null, 2)}\n`);
+  renameSync(temp, path);
+}
+
+export function ensureControlDirs() {
+  for (const dir of [logsDir, requestsDir, responsesDir]) mkdirSync(dir, { recursive: true });
+}
+
+/** Request files waiting for the supervisor, oldest first. */
+export function pendingRequests() {
+  if (!existsSync(requestsDir)) return [];
+  return readdirSync(requestsDir)
+    .filter((name) => name.endsWith('.json'))
+    .sort()
+    .map((name) => join(requestsDir, name));
+}
+
+export function removeQuietly(path) {
+  rmSync(path, { force: true, recursive: true });
+}
