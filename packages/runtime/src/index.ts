@@ -29,3 +29,12 @@ export {
 export type { ServiceBinding, ConcordServerOptions, UnaryHandler, ServerStreamHandler, ServerCall } from './server.js';
 export { runRole, isEntryPoint, runRoleAsEntryPoint, EXIT_USAGE, EXIT_FAILURE } from './role-main.js';
 export type { RoleDefinition, RunningNode } from './role-main.js';
+export {
+  Metrics,
+  processMetrics,
+  startMetricsServer,
+  METRIC_PREFIX,
+  LATENCY_BUCKETS_SECONDS,
+  BATCH_SIZE_BUCKETS,
+} from './metrics.js';
+export type { MetricSpec, HistogramSpec, MetricsOptions, MetricsServer, MetricsServerOptions, Counter, Gauge, Histogram } from './metrics.js';

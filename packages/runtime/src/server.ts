@@ -10,6 +10,7 @@ import { SpanStatusCode, trace } from '@opentelemetry/api';
 import { descriptorSetPath } from '@concord/proto';
 import { isUnexpectedError, toStatusObject } from './errors.js';
 import { createLogger, type Logger } from './logging.js';
+import { LATENCY_BUCKETS_SECONDS, processMetrics, type Metrics } from './metrics.js';
 import { flushTelemetry } from './telemetry.js';
 import { rawDescriptorPackage, splitFileDescriptorSet } from './reflection-descriptors.js';
 
@@ -172,6 +173,83 @@ export interface ConcordServerOptions {
   logger: Logger;
   /** How long SIGTERM waits for calls in flight before forcing shutdown. Default 5000 ms. */
   shutdownGraceMs?: number;
+  /** Where the concord_grpc_server_* metrics go; default the process's registry. */
+  metrics?: Metrics;
+}
+
+// --- Metrics ----------------------------------------------------------------------------------
+// Recorded by a server interceptor rather than inside unary()/serverStream(): the coordinator's
+// forwarder wraps those adapters, so calls a follower forwards or refuses never reach them, and
+// grpc-js answers an expired deadline itself. The interceptor sees every call and the status that
+// was really sent.
+
+/**
+ * Services whose calls are not counted: health probes come every few seconds, reflection is
+ * tooling, and the consensus peer streams live as long as the process (concord_raft_* cover them).
+ */
+const UNMETERED_SERVICES: ReadonlySet<string> = new Set([
+  'grpc.health.v1.Health',
+  'grpc.reflection.v1.ServerReflection',
+  'grpc.reflection.v1alpha.ServerReflection',
+  'concord.v1.Consensus',
+]);
+
+/** The canonical name of each status code ("OK", "NOT_FOUND", ...), as the metrics' `code` label. */
+const STATUS_NAMES: ReadonlyMap<number, string> = new Map(
+  Object.entries(grpc.status).flatMap(([name, code]) => (typeof code === 'number' ? [[code, name] as const] : [])),
+);
+
+function statusName(code: number): string {
+  return STATUS_NAMES.get(code) ?? String(code);
+}
+
+/** "/concord.v1.KV/Put" → ["concord.v1.KV", "Put"]. */
+function splitMethodPath(path: string): [service: string, method: string] {
+  const slash = path.lastIndexOf('/');
+  return slash <= 0 ? ['unknown', path.replace(/^\//, '')] : [path.slice(1, slash), path.slice(slash + 1)];
+}
+
+/** Counts every call with its final status and times it, from its arrival to that status. */
+function meteringInterceptor(metrics: Metrics): grpc.ServerInterceptor {
+  const handled = metrics.counter({
+    name: 'concord_grpc_server_handled_total',
+    help: 'gRPC calls this server completed, by service, method and status code.',
+    labelNames: ['service', 'method', 'code'],
+  });
+  const seconds = metrics.histogram({
+    name: 'concord_grpc_server_handling_seconds',
+    help: 'Time from a call reaching this server to its status being sent (a stream: its whole life), by service and method.',
+    labelNames: ['service', 'method'],
+    buckets: LATENCY_BUCKETS_SECONDS,
+  });
+  return (methodDescriptor, call) => {
+    const [service, method] = splitMethodPath(methodDescriptor.path);
+    if (UNMETERED_SERVICES.has(service)) return new grpc.ServerInterceptingCall(call);
+    const started = performance.now();
+    let recorded = false;
+    const record = (code: number): void => {
+      if (recorded) return;
+      recorded = true;
+      handled.inc({ service, method, code: statusName(code) });
+      seconds.observe({ service, method }, (performance.now() - started) / 1000);
+    };
+    return new grpc.ServerInterceptingCall(call, {
+      // grpc-js reports every call as cancelled once it is over. Before a status went out that
+      // means the client left, or the deadline passed and grpc-js answered DEADLINE_EXCEEDED itself.
+      start: (next) =>
+        next({
+          onCancel: () => {
+            const deadline = call.getDeadline();
+            const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline;
+            record(deadlineMs <= Date.now() ? grpc.status.DEADLINE_EXCEEDED : grpc.status.CANCELLED);
+          },
+        }),
+      sendStatus: (status, next) => {
+        record(status.code);
+        next(status);
+      },
+    });
+  };
 }
 
 const HEALTH_SERVICE_NAME = 'grpc.health.v1.Health';
@@ -220,6 +298,7 @@ export class ConcordServer {
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      interceptors: [meteringInterceptor(options.metrics ?? processMetrics())],
     });
     for (const binding of options.services) server.addService(binding.definition, binding.implementation);
 

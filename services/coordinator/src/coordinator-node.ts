@@ -14,7 +14,7 @@ import { ClusterService } from '@concord/proto/cluster';
 import { KVService } from '@concord/proto/kv';
 import { MapReduceService } from '@concord/proto/mapreduce';
 import { TxnService } from '@concord/proto/txn';
-import { ConcordServer, ServiceError, type Logger, type ServiceBinding } from '@concord/runtime';
+import { ConcordServer, ServiceError, startMetricsServer, type Logger, type ServiceBinding } from '@concord/runtime';
 import { createClusterService } from './cluster-service.js';
 import { ShardDirectory } from './directory.js';
 import { createDirectoryRouter } from './directory-router.js';
@@ -32,6 +32,8 @@ export interface CoordinatorNode {
   readonly port: number;
   readonly memberId: string;
   readonly engine: CoordinatorEngine;
+  /** host:port of the /metrics endpoint, when --metrics-listen asked for one. */
+  readonly metricsAddress: string | undefined;
   /** This coordinator's status in the meta group; undefined with the config engine and while not running. */
   metaStatus(): ConsensusStatus | undefined;
   /** Stops accepting calls (in-flight ones get the grace period), then closes channels and the meta group. */
@@ -42,11 +44,29 @@ export interface CoordinatorNode {
 const PUBLIC_SERVICE_NAMES = ['concord.v1.KV', 'concord.v1.Txn', 'concord.v1.MapReduce', 'concord.v1.Cluster'] as const;
 
 /** Starts serving; resolves once the server is bound (and, with raft, the meta member recovered its log). */
-export function startCoordinator(options: CoordinatorOptions, logger: Logger): Promise<CoordinatorNode> {
-  return options.engine === 'raft' ? startRaftCoordinator(options, logger) : startConfigCoordinator(options, logger);
+export async function startCoordinator(options: CoordinatorOptions, logger: Logger): Promise<CoordinatorNode> {
+  // First, so a port already taken fails the start before anything else is running.
+  const metricsServer = options.metricsListen === undefined ? undefined : await startMetricsServer({ ...options.metricsListen, logger });
+  let node: Omit<CoordinatorNode, 'metricsAddress'>;
+  try {
+    node = options.engine === 'raft' ? await startRaftCoordinator(options, logger) : await startConfigCoordinator(options, logger);
+  } catch (error) {
+    await metricsServer?.close();
+    throw error;
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    ...node,
+    metricsAddress: metricsServer?.address,
+    stop() {
+      // The metrics server last, so a scrape during the drain still sees this coordinator.
+      stopping ??= node.stop().finally(() => metricsServer?.close());
+      return stopping;
+    },
+  };
 }
 
-async function startConfigCoordinator(options: CoordinatorOptions, logger: Logger): Promise<CoordinatorNode> {
+async function startConfigCoordinator(options: CoordinatorOptions, logger: Logger): Promise<Omit<CoordinatorNode, 'metricsAddress'>> {
   const directory = new ShardDirectory({ ringEpoch: options.ringEpoch, ringVnodes: options.ringVnodes, groups: options.groups });
   let selfAddress = '';
   const wiring = publicServices({ options, directory, selfAddress: () => selfAddress });
@@ -80,7 +100,7 @@ async function startConfigCoordinator(options: CoordinatorOptions, logger: Logge
  * while it does. Until then its public services report NOT_SERVING and answer UNAVAILABLE (no
  * meta leader is known yet).
  */
-async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger): Promise<CoordinatorNode> {
+async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger): Promise<Omit<CoordinatorNode, 'metricsAddress'>> {
   const address = options.peers[options.memberId];
   if (address === undefined) throw new Error(`peers: must include this coordinator's member id ${options.memberId}`);
   const peerService = new ConsensusPeerService({ logger });

@@ -35,10 +35,12 @@ const COORDINATOR_ROLE: RoleDefinition<CoordinatorOptions, CoordinatorNode> = {
   compile: compileCoordinatorOptions,
   start: startCoordinator,
   failureFields: (options) => ({ listen: `${options.listenHost}:${options.listenPort}` }),
-  servingFields: (node, options) =>
-    node.engine === 'raft'
+  servingFields: (node, options) => ({
+    ...(node.engine === 'raft'
       ? { engine: node.engine, meta_peers: Object.keys(options.peers) }
-      : { engine: node.engine, groups: options.groups.map((group) => group.groupId), ring_epoch: options.ringEpoch },
+      : { engine: node.engine, groups: options.groups.map((group) => group.groupId), ring_epoch: options.ringEpoch }),
+    ...(node.metricsAddress !== undefined ? { metrics_address: node.metricsAddress } : {}),
+  }),
 };
 
 export function runCoordinator(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {

@@ -65,6 +65,8 @@ export interface CoordinatorOptions {
   /** Deadline of the work done on shards for one client call, when the client's own is later or absent. */
   shardTimeoutMs: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** Where to serve Prometheus metrics on GET /metrics; undefined (the default) serves none. */
+  metricsListen?: { host: string; port: number };
 }
 
 /** The raw settings as compileOptionSpecs returns them, before cross-field checks. */
@@ -84,6 +86,7 @@ interface RawCoordinatorOptions extends Record<string, unknown> {
   snapshotEvery: number;
   shardTimeout: number;
   logLevel: string;
+  metricsListen: string;
 }
 
 /** Every coordinator setting, in the order `--help` lists them. */
@@ -224,6 +227,17 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
     values: LOG_LEVELS,
     doc: 'Lowest level of log lines written to stdout.',
   },
+  metricsListen: {
+    kind: 'string',
+    flag: 'metrics-listen',
+    env: 'CONCORD_METRICS_LISTEN',
+    default: '',
+    doc:
+      'host:port to serve Prometheus metrics on (GET /metrics); empty serves none. Off by default because every process ' +
+      'needs a port of its own (the local cluster runs a dozen on one machine): choose them on purpose. Port 0 picks a free port.',
+    pattern: new RegExp(`^$|${LISTEN_PATTERN.source}`),
+    patternDoc: 'empty, or host:port with a port from 0 to 65535, e.g. 127.0.0.1:7170 or [::1]:7170',
+  },
 };
 
 /**
@@ -234,6 +248,10 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
 export function compileCoordinatorOptions(sources: OptionSources): CoordinatorOptions {
   const raw = compileOptionSpecs<RawCoordinatorOptions>(COORDINATOR_OPTION_SPECS, sources);
   const { host, port } = splitHostPort(raw.listen);
+  const metricsListen = raw.metricsListen === '' ? undefined : splitHostPort(raw.metricsListen);
+  if (metricsListen !== undefined && metricsListen.port !== 0 && metricsListen.port === port && metricsListen.host === host) {
+    throw new OptionsError(`${originOf(sources, COORDINATOR_OPTION_SPECS.metricsListen)}: must differ from --listen ${raw.listen}, where gRPC is served`);
+  }
   const engine = raw.engine as CoordinatorEngine;
   const groupsOrigin = originOf(sources, COORDINATOR_OPTION_SPECS.groups);
   const peersOrigin = originOf(sources, COORDINATOR_OPTION_SPECS.peers);
@@ -292,6 +310,7 @@ export function compileCoordinatorOptions(sources: OptionSources): CoordinatorOp
     snapshotEvery: raw.snapshotEvery,
     shardTimeoutMs: raw.shardTimeout,
     logLevel: raw.logLevel as CoordinatorOptions['logLevel'],
+    ...(metricsListen !== undefined ? { metricsListen } : {}),
   };
 }
 

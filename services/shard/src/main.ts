@@ -27,7 +27,11 @@ const SHARD_ROLE: RoleDefinition<ShardOptions, ShardNode> = {
   compile: compileShardOptions,
   start: startShardNode,
   failureFields: (options) => ({ group_id: options.groupId, data_dir: options.dataDir }),
-  servingFields: (node) => ({ group_id: node.groupId, engine: node.engine }),
+  servingFields: (node) => ({
+    group_id: node.groupId,
+    engine: node.engine,
+    ...(node.metricsAddress !== undefined ? { metrics_address: node.metricsAddress } : {}),
+  }),
 };
 
 export function runShard(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {

@@ -53,6 +53,8 @@ export interface ShardOptions {
   /** Applied entries between snapshots (each snapshot compacts the log). */
   snapshotEvery: number;
   logLevel: (typeof LOG_LEVELS)[number];
+  /** Where to serve Prometheus metrics on GET /metrics; undefined (the default) serves none. */
+  metricsListen?: { host: string; port: number };
 }
 
 /** The raw settings as compileOptionSpecs returns them, before cross-field checks. */
@@ -72,6 +74,7 @@ interface RawShardOptions extends Record<string, unknown> {
   sync: boolean;
   snapshotEvery: number;
   logLevel: string;
+  metricsListen: string;
 }
 
 /** Every shard setting, in the order `--help` lists them. */
@@ -204,6 +207,17 @@ export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: Option
     values: LOG_LEVELS,
     doc: 'Lowest level of log lines written to stdout.',
   },
+  metricsListen: {
+    kind: 'string',
+    flag: 'metrics-listen',
+    env: 'CONCORD_METRICS_LISTEN',
+    default: '',
+    doc:
+      'host:port to serve Prometheus metrics on (GET /metrics); empty serves none. Off by default because every process ' +
+      'needs a port of its own (the local cluster runs a dozen on one machine): choose them on purpose. Port 0 picks a free port.',
+    pattern: new RegExp(`^$|${LISTEN_PATTERN.source}`),
+    patternDoc: 'empty, or host:port with a port from 0 to 65535, e.g. 127.0.0.1:7201 or [::1]:7201',
+  },
 };
 
 /**
@@ -228,6 +242,10 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     );
   }
   const { host, port } = splitHostPort(raw.listen);
+  const metricsListen = raw.metricsListen === '' ? undefined : splitHostPort(raw.metricsListen);
+  if (metricsListen !== undefined && metricsListen.port !== 0 && metricsListen.port === port && metricsListen.host === host) {
+    throw new OptionsError(`${originOf(sources, SHARD_OPTION_SPECS.metricsListen)}: must differ from --listen ${raw.listen}, where gRPC is served`);
+  }
   const memberId = raw.memberId === '' ? `${raw.groupId}-0` : raw.memberId;
   const engine = raw.engine as ShardEngine;
   const peersOrigin = originOf(sources, SHARD_OPTION_SPECS.peers);
@@ -272,6 +290,7 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     sync: raw.sync,
     snapshotEvery: raw.snapshotEvery,
     logLevel: raw.logLevel as ShardOptions['logLevel'],
+    ...(metricsListen !== undefined ? { metricsListen } : {}),
   };
 }
 

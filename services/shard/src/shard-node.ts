@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ShardService, type ShardCommandResult } from '@concord/proto/shard';
 import { ConsensusPeerService, GrpcRaftTransport, RaftGroup, SingleGroup, type ConsensusGroup } from '@concord/consensus';
 import { HashRing } from '@concord/ring';
-import { ConcordServer, type Logger, type ServiceBinding } from '@concord/runtime';
+import { ConcordServer, startMetricsServer, type Logger, type MetricsServer, type ServiceBinding } from '@concord/runtime';
 import { KvStateMachine } from './kv-state-machine.js';
 import type { ShardOptions } from './options.js';
 import { SHARD_SERVICE_NAME, ShardHandlers, createShardServer } from './shard-service.js';
@@ -26,6 +26,8 @@ export interface ShardNode {
   readonly groupId: string;
   readonly memberId: string;
   readonly engine: ShardOptions['engine'];
+  /** host:port of the /metrics endpoint, when --metrics-listen asked for one. */
+  readonly metricsAddress: string | undefined;
   /** Stops accepting calls (in-flight ones get the grace period), then stops the group and closes its log. */
   stop(): Promise<void>;
 }
@@ -39,6 +41,17 @@ export interface ShardNode {
  */
 export async function startShardNode(options: ShardOptions, logger: Logger): Promise<ShardNode> {
   refuseOtherEngineData(options);
+  // First, so a port already taken fails the start before anything else is running.
+  const metricsServer = options.metricsListen === undefined ? undefined : await startMetricsServer({ ...options.metricsListen, logger });
+  try {
+    return await startServing(options, logger, metricsServer);
+  } catch (error) {
+    await metricsServer?.close();
+    throw error;
+  }
+}
+
+async function startServing(options: ShardOptions, logger: Logger, metricsServer: MetricsServer | undefined): Promise<ShardNode> {
   const ring = new HashRing({ epoch: options.ringEpoch, vnodesPerGroup: options.ringVnodes, groups: options.ringGroups });
   const stateMachine = new KvStateMachine();
   const handlers = new ShardHandlers({ groupId: options.groupId, memberId: options.memberId, ring, stateMachine });
@@ -72,17 +85,23 @@ export async function startShardNode(options: ShardOptions, logger: Logger): Pro
     groupId: options.groupId,
     memberId: options.memberId,
     engine: options.engine,
+    metricsAddress: metricsServer?.address,
     stop() {
       // First the calls in progress, while the peers are still heard: a leader's proposals need
       // their acknowledgements to commit. Then the peer service, whose message streams never end
       // on their own (the server's graceful shutdown would wait them out); then the server, so no
       // call is left waiting on a group that has stopped; the group last.
       stopping ??= (async () => {
-        server.setServing(SHARD_SERVICE_NAME, false);
-        await handlers.drain(SHUTDOWN_DRAIN_MS);
-        peerService?.close();
-        await server.shutdown();
-        await group.stop();
+        try {
+          server.setServing(SHARD_SERVICE_NAME, false);
+          await handlers.drain(SHUTDOWN_DRAIN_MS);
+          peerService?.close();
+          await server.shutdown();
+          await group.stop();
+        } finally {
+          // Last, so a scrape during the drain still sees this replica.
+          await metricsServer?.close();
+        }
       })();
       return stopping;
     },

@@ -27,7 +27,7 @@
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { SpanStatusCode, type Span } from '@opentelemetry/api';
-import { createLogger, tracer, type Logger } from '@concord/runtime';
+import { createLogger, processMetrics, tracer, type Logger, type Metrics } from '@concord/runtime';
 import { RaftCore, type ReadOnlyMode } from '../raft/core.js';
 import { decodeConfChange } from '../raft/membership.js';
 import type {
@@ -58,6 +58,7 @@ import type {
 import { decodeNormalEntry, encodeCommandEntry, encodeMemberAddressEntry } from './entry-envelope.js';
 import { snapshotMessage } from './message-codec.js';
 import { RaftStorage } from './raft-storage.js';
+import { RaftMemberMetrics, type ProposalOutcomeLabel } from './raft-metrics.js';
 import { cryptoSeededRandom } from './random.js';
 import { decodeSnapshotPayload, type SnapshotPayload } from './storage-codec.js';
 import type { RaftInbound, RaftTransport, ReceivedSnapshot } from './transport.js';
@@ -135,6 +136,8 @@ export interface RaftGroupOptions<Result> {
   sync?: boolean;
   /** WAL segment size in bytes (default: the storage package's). */
   segmentBytes?: number;
+  /** Where the concord_raft_* metrics go (labels group, member); default the process's registry. */
+  metrics?: Metrics;
 }
 
 interface Resolved<Result> {
@@ -143,7 +146,7 @@ interface Resolved<Result> {
 
 type GroupEvent =
   | { kind: 'message'; message: Message; senderAddress: string | undefined }
-  | { kind: 'propose'; data: Uint8Array; waiter: Resolved<ProposeOutcome<unknown>> }
+  | { kind: 'propose'; data: Uint8Array; waiter: Resolved<ProposeOutcome<unknown>>; span: Span }
   | { kind: 'read'; waiter: Resolved<ReadBarrierOutcome> }
   | { kind: 'membership'; change: MembershipChange; waiter: Resolved<MembershipOutcome> }
   | { kind: 'snapshot_received'; snapshot: ReceivedSnapshot; resolve(value: { term: number }): void; reject(error: unknown): void }
@@ -156,6 +159,20 @@ interface PendingProposal<Result> {
   term: number;
   resolve(outcome: ProposeOutcome<Result>): void;
   timer: NodeJS.Timeout;
+}
+
+/**
+ * The "raft.election" span of the election this member is running: from the Ready in which it
+ * became pre-candidate or candidate to the one in which it became leader or follower again.
+ */
+interface ElectionTrace {
+  span: Span;
+  phase: 'pre_vote' | 'vote';
+  term: number;
+  /** Readys that carried (pre-)vote requests: one per campaign round. */
+  rounds: number;
+  /** The latest answer of each voter to this round's requests. */
+  answers: Map<NodeId, boolean>;
 }
 
 interface PendingMembershipChange {
@@ -238,6 +255,11 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private state: 'new' | 'starting' | 'running' | 'stopped' = 'new';
   private failure: unknown;
 
+  private readonly metrics: RaftMemberMetrics;
+  private election: ElectionTrace | undefined;
+  /** The last leader this member learned of, and its term: a different pair is a leader change. */
+  private knownLeader: { id: NodeId; term: number } | undefined;
+
   constructor(private readonly options: RaftGroupOptions<Result>) {
     this.logger = (options.logger ?? createLogger({ service: 'consensus', memberId: options.memberId })).child({
       group_id: options.groupId,
@@ -265,6 +287,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     this.maxQueuedMessages = positiveInteger('maxQueuedMessages', options.maxQueuedMessages, RAFT_DEFAULTS.maxQueuedMessages);
     if (options.groupId === '') throw new RangeError('groupId: must not be empty');
     if (options.memberId === '') throw new RangeError('memberId: must not be empty');
+    this.metrics = new RaftMemberMetrics(options.metrics ?? processMetrics(), options.groupId, options.memberId);
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -320,6 +343,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
         },
         'raft member recovered',
       );
+      this.observeStatus();
 
       this.options.transport.start(this.inbound(), this.options.address);
       this.updatePeers();
@@ -370,6 +394,8 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     // The loop checks `state` before every batch: it finishes the Ready in hand and exits.
     await this.running;
     this.abandonEverything('group stopped');
+    this.endElection('stopped');
+    this.metrics.removeGauges();
     await this.storage?.close();
     this.logger.info('raft member stopped');
   }
@@ -378,19 +404,32 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
 
   propose(command: Uint8Array): Promise<ProposeOutcome<Result>> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.state === 'stopped') return Promise.resolve({ kind: 'dropped', reason: 'group is stopped' });
+    if (this.state === 'stopped') {
+      this.metrics.proposalDone('dropped', 0);
+      return Promise.resolve({ kind: 'dropped', reason: 'group is stopped' });
+    }
     this.requireStarted();
+    const started = performance.now();
+    const done = (outcome: ProposalOutcomeLabel): void => this.metrics.proposalDone(outcome, (performance.now() - started) / 1000);
+    // concord.term and concord.index are set once the leader accepts it (handleEvent).
     const span = tracer.startSpan('consensus.propose', {
-      attributes: { 'concord.group_id': this.options.groupId, 'concord.engine': 'raft', 'concord.command_bytes': command.byteLength },
+      attributes: {
+        'concord.group_id': this.options.groupId,
+        'concord.member_id': this.options.memberId,
+        'concord.engine': 'raft',
+        'concord.command_bytes': command.byteLength,
+      },
     });
     return new Promise<ProposeOutcome<unknown>>((resolve) => {
-      this.enqueue({ kind: 'propose', data: encodeCommandEntry(command), waiter: { resolve } });
+      this.enqueue({ kind: 'propose', data: encodeCommandEntry(command), waiter: { resolve }, span });
     }).then(
       (outcome) => {
+        done(outcome.kind);
         endSpan(span, outcome.kind, outcome.kind === 'applied' ? outcome.index : undefined);
         return outcome as ProposeOutcome<Result>;
       },
       (error: unknown) => {
+        done('failed');
         endSpan(span, 'failed', undefined, error);
         throw error;
       },
@@ -527,6 +566,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     switch (event.kind) {
       case 'message':
         this.queuedMessages--;
+        if (event.message.type === 'vote_response' || event.message.type === 'pre_vote_response') this.noteVote(event.message);
         if (event.senderAddress !== undefined && !this.addresses.has(event.message.from)) {
           // Only fills a gap (a member that joined learns where its leader listens); an address
           // the log or a snapshot gave is never overridden by what a peer claims.
@@ -537,9 +577,14 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
         return;
       case 'propose': {
         const result = core.propose(event.data);
-        if (result.kind === 'accepted') this.trackProposal(result.index, result.term, event.waiter);
-        else if (result.kind === 'not_leader') event.waiter.resolve({ kind: 'not_leader', ...this.hintFor(result.leaderId) });
-        else event.waiter.resolve({ kind: 'dropped', reason: result.reason });
+        if (result.kind === 'accepted') {
+          event.span.setAttributes({ 'concord.term': result.term, 'concord.index': result.index });
+          this.trackProposal(result.index, result.term, event.waiter);
+        } else if (result.kind === 'not_leader') {
+          event.waiter.resolve({ kind: 'not_leader', ...this.hintFor(result.leaderId) });
+        } else {
+          event.waiter.resolve({ kind: 'dropped', reason: result.reason });
+        }
         return;
       }
       case 'read': {
@@ -648,7 +693,13 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       const update: Parameters<RaftStorage['persist']>[0] = { entries: ready.entries };
       if (ready.hardState !== undefined) update.hardState = ready.hardState;
       if (receivedPayload !== undefined) update.snapshot = receivedPayload;
+      const persistStarted = performance.now();
       await storage.persist(update);
+      // A Ready with a received snapshot also writes the snapshot file: not a WAL append to time.
+      if (receivedPayload === undefined && (ready.entries.length > 0 || ready.hardState !== undefined)) {
+        this.metrics.walAppended((performance.now() - persistStarted) / 1000);
+      }
+      if (ready.entries.length > 0) this.metrics.appendBatch('persist', ready.entries.length);
 
       // Durable now. The Ready in hand is still exactly what the core asked for: nothing else
       // touches the core while the loop awaits.
@@ -661,6 +712,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       this.resolveReads();
       this.updatePeers();
       core.advance();
+      this.observeStatus();
     }
   }
 
@@ -669,10 +721,14 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private sendMessages(messages: readonly Message[]): void {
     if (messages.length === 0) return;
     const wire: Message[] = [];
+    let voteRequests = false;
     for (const message of messages) {
       if (message.type === 'snapshot') this.sendSnapshot(message);
       else wire.push(message);
+      if (message.type === 'append') this.metrics.appendBatch('send', message.entries.length);
+      else if (message.type === 'vote' || message.type === 'pre_vote') voteRequests = true;
     }
+    if (voteRequests && this.election !== undefined) this.election.rounds++;
     if (wire.length > 0) this.options.transport.send(wire);
   }
 
@@ -689,6 +745,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
           const { meta } = decodeSnapshotPayload(file);
           this.logger.info({ to: message.to, index: meta.index, bytes: file.length }, 'sending a snapshot');
           succeeded = await this.options.transport.sendSnapshot(message.to, message.term, meta, file);
+          if (succeeded) this.metrics.snapshot('sent');
         }
       } catch (error) {
         this.logger.warn({ err: error, to: message.to }, 'sending a snapshot failed');
@@ -701,6 +758,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private onSoftState(next: SoftState): void {
     const previous = this.softState;
     this.softState = next;
+    this.traceElection(previous, next);
     if (next.role !== previous.role || next.leaderId !== previous.leaderId) {
       this.logger.info({ role: next.role, leader_id: next.leaderId || undefined, term: this.core?.status().term }, 'raft role changed');
     }
@@ -850,7 +908,10 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     storage.writeSnapshotFile(payload).then(
       (written) => {
         this.snapshotInProgress = undefined;
-        if (written) this.savedSnapshotIndex = Math.max(this.savedSnapshotIndex, payload.meta.index);
+        if (written) {
+          this.savedSnapshotIndex = Math.max(this.savedSnapshotIndex, payload.meta.index);
+          this.metrics.snapshot('taken');
+        }
         if (!written) {
           for (const w of waiters) w.resolve();
           return;
@@ -871,6 +932,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   /** After a snapshot from the leader is durable: the state machine takes its state. */
   private installSnapshot(payload: SnapshotPayload): void {
     this.restoreSnapshot(payload);
+    this.metrics.snapshot('installed');
     this.logger.info({ index: payload.meta.index, term: payload.meta.term }, 'installed a snapshot from the leader');
     // Entries up to the snapshot are in its state, but whether one of ours is among them cannot be told.
     for (const [index, pending] of this.proposals) {
@@ -955,6 +1017,105 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     return this.core === undefined ? {} : this.hintFor(this.core.status().leaderId);
   }
 
+  // ---------------------------------------------------------------- metrics and election spans
+
+  /** After each Ready and at start: the gauges, and a leader change if one was learned of. */
+  private observeStatus(): void {
+    const status = this.requireCore().status();
+    this.metrics.setGauges({ term: status.term, isLeader: status.role === 'leader', commitIndex: status.commit, appliedIndex: this.applied });
+    if (status.leaderId !== '' && (this.knownLeader?.id !== status.leaderId || this.knownLeader.term !== status.term)) {
+      this.knownLeader = { id: status.leaderId, term: status.term };
+      this.metrics.leaderChanged();
+    }
+    const election = this.election;
+    if (election !== undefined && status.term !== election.term) {
+      // A candidate that timed out campaigns again in the next term: a new round of answers.
+      election.term = status.term;
+      election.answers.clear();
+    }
+  }
+
+  /** Starts, advances or ends the election span as the role changes (softState of a Ready). */
+  private traceElection(previous: SoftState, next: SoftState): void {
+    const campaigning = next.role === 'pre_candidate' || next.role === 'candidate';
+    if (this.election === undefined && (campaigning || (next.role === 'leader' && previous.role !== 'leader'))) {
+      // Also when the whole election fit in one Ready (a group of one): the span starts and ends here.
+      const term = this.requireCore().status().term;
+      this.election = {
+        span: tracer.startSpan('raft.election', {
+          root: true,
+          attributes: {
+            'concord.group_id': this.options.groupId,
+            'concord.member_id': this.options.memberId,
+            'concord.engine': 'raft',
+            'concord.pre_vote': this.config.preVote,
+          },
+        }),
+        phase: next.role === 'pre_candidate' ? 'pre_vote' : 'vote',
+        term,
+        rounds: 0,
+        answers: new Map(),
+      };
+    }
+    const election = this.election;
+    if (election === undefined) return;
+    if (next.role === 'candidate' && election.phase === 'pre_vote') {
+      const { granted, rejected } = this.tally(election);
+      election.span.setAttributes({ 'concord.pre_votes_granted': granted, 'concord.pre_votes_rejected': rejected });
+      election.span.addEvent('pre-vote won');
+      election.phase = 'vote';
+      election.answers.clear();
+    } else if (next.role === 'leader') {
+      this.endElection('won');
+    } else if (next.role === 'follower') {
+      if (next.leaderId !== '') election.span.setAttribute('concord.leader_id', next.leaderId);
+      this.endElection('lost');
+    }
+  }
+
+  /** Records a voter's answer to the current round of the election this member runs. */
+  private noteVote(message: Message): void {
+    const election = this.election;
+    if (election === undefined) return;
+    if ((message.type === 'vote_response') !== (election.phase === 'vote')) return;
+    // An answer to an earlier round carries an earlier term (a pre-vote grant carries the term it would campaign in).
+    const term = this.requireCore().status().term;
+    if (message.term < term) return;
+    election.answers.set(message.from, !message.reject);
+  }
+
+  /** Votes so far in this round, this member's own included. */
+  private tally(election: ElectionTrace): { granted: number; rejected: number } {
+    let granted = 1;
+    let rejected = 0;
+    for (const answer of election.answers.values()) {
+      if (answer) granted++;
+      else rejected++;
+    }
+    return { granted, rejected };
+  }
+
+  private endElection(outcome: 'won' | 'lost' | 'stopped' | 'failed'): void {
+    const election = this.election;
+    if (election === undefined) return;
+    this.election = undefined;
+    const { granted, rejected } = this.tally(election);
+    const core = this.core;
+    const status = core?.status();
+    const attributes: Record<string, string | number> = {
+      'concord.outcome': outcome,
+      'concord.term': status?.term ?? election.term,
+      'concord.rounds': election.rounds,
+      'concord.voters': status?.membership.voters.length ?? 0,
+    };
+    // Lost at the pre-vote stage, the pre-vote's answers are the ones that tell why.
+    const prefix = election.phase === 'vote' ? 'concord.votes' : 'concord.pre_votes';
+    attributes[`${prefix}_granted`] = granted;
+    attributes[`${prefix}_rejected`] = rejected;
+    election.span.setAttributes(attributes);
+    election.span.end();
+  }
+
   // ---------------------------------------------------------------- failure and shutdown
 
   /** A failed fsync leaves the on-disk state unknown: stop rather than guess (the WAL refuses too). */
@@ -964,6 +1125,8 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     this.logger.fatal({ err: error }, 'raft member failed; restart it to recover from its log');
     clearInterval(this.ticker);
     this.abandonEverything('group failed');
+    this.endElection('failed');
+    this.metrics.removeGauges();
     void this.options.transport.close();
   }
 
