@@ -1,8 +1,8 @@
 // Commands of the `concord` CLI: `kv put|get|del|scan`, `status`, and `serve <role>` (the entry
 // point of the container image). Every command exits non-zero with the server's message on error.
 import { Command, Option } from 'commander';
-import { ConcordClient, ConcordError } from '@concord/client';
-import { formatStatusTable } from './status-table.js';
+import { ConcordClient, ConcordError, failedBeforeSending } from '@concord/client';
+import { formatStatusTable, shortenError } from './status-table.js';
 
 export interface ProgramIo {
   env: NodeJS.ProcessEnv;
@@ -29,7 +29,12 @@ export function buildProgram(io: ProgramIo): Command {
     .description('Concord: a replicated, sharded key-value store with transactions and MapReduce')
     .showHelpAfterError()
     .addOption(
-      new Option('--addr <host:port>', 'coordinator address').env('CONCORD_ADDR').default(DEFAULT_ADDRESS),
+      new Option(
+        '--addr <host:port[,host:port...]>',
+        'coordinator address, or several separated by commas: a call that one cannot serve (unreachable, no meta leader yet) goes to the next',
+      )
+        .env('CONCORD_ADDR')
+        .default(DEFAULT_ADDRESS),
     )
     .addOption(
       new Option('--routing <mode>', 'direct: talk to shard leaders using the cached ring; coordinator: send everything through the coordinator')
@@ -44,16 +49,26 @@ export function buildProgram(io: ProgramIo): Command {
 
   const withClient = async <T>(fn: (client: ConcordClient) => Promise<T>): Promise<T> => {
     const flags = program.opts<ClientFlags>();
-    const client = await ConcordClient.connect({
-      address: flags.addr,
-      routing: flags.routing,
-      deadlineMs: parsePositiveInt('--timeout', flags.timeout),
-    });
+    let client: ConcordClient;
+    try {
+      client = await ConcordClient.connect({
+        address: flags.addr,
+        routing: flags.routing,
+        deadlineMs: parsePositiveInt('--timeout', flags.timeout),
+      });
+    } catch (error) {
+      if (error instanceof ConcordError && failedBeforeSending(error)) {
+        throw new Error(
+          `no coordinator reachable at ${flags.addr} (${shortenError(error.details)}); is the cluster running? ` +
+            '--addr (or CONCORD_ADDR) names the coordinators, several separated by commas',
+        );
+      }
+      throw describeError(error);
+    }
     try {
       return await fn(client);
     } catch (error) {
-      if (error instanceof ConcordError) throw new Error(`${error.details} (${statusName(error.code)})`);
-      throw error;
+      throw describeError(error);
     } finally {
       client.close();
     }
@@ -149,6 +164,11 @@ export function buildProgram(io: ProgramIo): Command {
       }
     });
   return program;
+}
+
+/** A ConcordError as the CLI prints it: the server's message and the status name. */
+function describeError(error: unknown): unknown {
+  return error instanceof ConcordError ? new Error(`${error.details} (${statusName(error.code)})`) : error;
 }
 
 function statusName(code: number): string {

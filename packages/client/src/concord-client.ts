@@ -1,8 +1,9 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
-import { ClusterClient, type GetRingResponse, type StatusResponse } from '@concord/proto/cluster';
+import type { GetRingResponse, StatusResponse } from '@concord/proto/cluster';
 import { ReadConsistency, type KeyValue } from '@concord/proto/common';
-import { KVClient, type ScanResponse } from '@concord/proto/kv';
-import { CHANNEL_OPTIONS, batchedStreamSource, callUnary } from './calls.js';
+import type { ScanResponse } from '@concord/proto/kv';
+import { batchedStreamSource, callUnary, type PullSource } from './calls.js';
+import { CoordinatorSet } from './coordinators.js';
 import { ShardRouter, type RoutedScanRequest } from './shard-router.js';
 
 /** How long a call may take when the caller names no deadline. */
@@ -19,8 +20,12 @@ export type Routing = 'direct' | 'coordinator';
 export type Consistency = 'linearizable' | 'serializable';
 
 export interface ConnectOptions {
-  /** host:port of a coordinator (or the Kubernetes Service in front of them). */
-  address: string;
+  /**
+   * host:port of a coordinator (or the Kubernetes Service in front of them), or several: a list,
+   * or one string separated by commas ("10.0.0.1:7070,10.0.0.2:7070"). Any coordinator serves any
+   * call; a call that one could not take (unreachable, no meta leader yet) goes to the next.
+   */
+  address: string | readonly string[];
   /** Default 'direct'. */
   routing?: Routing;
   /** Deadline of each call, retries included, unless the call gives its own. Default 5000 ms. */
@@ -107,22 +112,45 @@ function directPath(router: ShardRouter): KeyValuePath {
   };
 }
 
-function coordinatorPath(kv: KVClient): KeyValuePath {
+function coordinatorPath(coordinators: CoordinatorSet): KeyValuePath {
   return {
-    get: (key, consistency, deadline) => callUnary(kv.get.bind(kv), { key, consistency }, deadline),
-    put: (key, value, expectedVersion, deadline) => callUnary(kv.put.bind(kv), { key, value, expectedVersion }, deadline),
-    delete: (key, expectedVersion, deadline) => callUnary(kv.delete.bind(kv), { key, expectedVersion }, deadline),
+    get: (key, consistency, deadline) =>
+      coordinators.call('read', deadline, (address) => {
+        const kv = coordinators.kv(address);
+        return callUnary(kv.get.bind(kv), { key, consistency }, deadline);
+      }),
+    put: (key, value, expectedVersion, deadline) =>
+      coordinators.call('write', deadline, (address) => {
+        const kv = coordinators.kv(address);
+        return callUnary(kv.put.bind(kv), { key, value, expectedVersion }, deadline);
+      }),
+    delete: (key, expectedVersion, deadline) =>
+      coordinators.call('write', deadline, (address) => {
+        const kv = coordinators.kv(address);
+        return callUnary(kv.delete.bind(kv), { key, expectedVersion }, deadline);
+      }),
     scan: (request, deadline) => ({
       async *[Symbol.asyncIterator]() {
-        const source = batchedStreamSource(kv.scan(request, { deadline }), (message: ScanResponse) => message.kvs);
+        // Opening the stream is a read that may move to another coordinator, up to its first key;
+        // after that a failure is surfaced, since starting over would repeat keys.
+        const opened = await coordinators.call('read', deadline, async (address) => {
+          const source: PullSource<KeyValue> = batchedStreamSource(coordinators.kv(address).scan(request, { deadline }), (message: ScanResponse) => message.kvs);
+          try {
+            return { source, first: await source.next() };
+          } catch (error) {
+            source.close();
+            throw error;
+          }
+        });
+        const { source } = opened;
         try {
-          for (let item = await source.next(); item !== undefined; item = await source.next()) yield item;
+          for (let item = opened.first; item !== undefined; item = await source.next()) yield item;
         } finally {
           source.close();
         }
       },
     }),
-    close: () => kv.close(),
+    close: () => undefined,
   };
 }
 
@@ -131,41 +159,48 @@ function coordinatorPath(kv: KVClient): KeyValuePath {
  * message unchanged (ABORTED for a failed compare-and-set, INVALID_ARGUMENT naming the field).
  *
  * Retries: calls that the cluster refused before doing anything (wrong shard group, not the
- * leader) are retried transparently. A put or delete that fails with UNAVAILABLE or
- * DEADLINE_EXCEEDED may or may not have been applied, and is not retried: retry it yourself if
- * repeating it is harmless, or use expectedVersion to make it so.
+ * leader) or that never reached a server (no connection could be established) are retried
+ * transparently, on another replica or coordinator. A put or delete that fails otherwise with
+ * UNAVAILABLE (a connection that broke mid-call) or DEADLINE_EXCEEDED may or may not have been
+ * applied, and is not retried: retry it yourself if repeating it is harmless, or use
+ * expectedVersion to make it so.
  */
 export class ConcordClient {
   private constructor(
-    private readonly cluster: ClusterClient,
+    private readonly coordinators: CoordinatorSet,
     private readonly keyValue: KeyValuePath,
     private readonly deadlineMs: number,
   ) {}
 
   /**
-   * Connects to the coordinator at `address`. With direct routing the ring is loaded here, so a
+   * Connects to the coordinators at `address`. With direct routing the ring is loaded here, so a
    * wrong address or an unreachable cluster fails now rather than on the first call.
    */
   static async connect(options: ConnectOptions): Promise<ConcordClient> {
     const credentials = options.credentials ?? grpcCredentials.createInsecure();
     const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
-    const cluster = new ClusterClient(options.address, credentials, CHANNEL_OPTIONS);
+    const coordinators = new CoordinatorSet({ addresses: typeof options.address === 'string' ? [options.address] : options.address, credentials });
     if ((options.routing ?? 'direct') === 'coordinator') {
-      const kv = new KVClient(options.address, credentials, CHANNEL_OPTIONS);
-      return new ConcordClient(cluster, coordinatorPath(kv), deadlineMs);
+      return new ConcordClient(coordinators, coordinatorPath(coordinators), deadlineMs);
     }
     const router = new ShardRouter({
       credentials,
-      ringSource: () => callUnary(cluster.getRing.bind(cluster), {}, new Date(Date.now() + deadlineMs)),
+      ringSource: () => {
+        const deadline = new Date(Date.now() + deadlineMs);
+        return coordinators.call('read', deadline, (address) => {
+          const cluster = coordinators.cluster(address);
+          return callUnary(cluster.getRing.bind(cluster), {}, deadline);
+        });
+      },
     });
     try {
       await router.refresh();
     } catch (error) {
       router.close();
-      cluster.close();
+      coordinators.close();
       throw error;
     }
-    return new ConcordClient(cluster, directPath(router), deadlineMs);
+    return new ConcordClient(coordinators, directPath(router), deadlineMs);
   }
 
   async get(key: string, options: GetOptions = {}): Promise<GetResult> {
@@ -205,18 +240,31 @@ export class ConcordClient {
 
   /** Members, leaders, terms, indexes and key counts of every group. */
   status(options: CallOptions = {}): Promise<StatusResponse> {
-    return callUnary(this.cluster.status.bind(this.cluster), {}, this.deadline(options));
+    const deadline = this.deadline(options);
+    return this.coordinators.call('read', deadline, (address) => {
+      const cluster = this.coordinators.cluster(address);
+      return callUnary(cluster.status.bind(cluster), {}, deadline);
+    });
   }
 
-  /** The coordinator's current routing table. */
+  /** The cluster's current routing table, as the meta group holds it. */
   ring(options: CallOptions = {}): Promise<GetRingResponse> {
-    return callUnary(this.cluster.getRing.bind(this.cluster), {}, this.deadline(options));
+    const deadline = this.deadline(options);
+    return this.coordinators.call('read', deadline, (address) => {
+      const cluster = this.coordinators.cluster(address);
+      return callUnary(cluster.getRing.bind(cluster), {}, deadline);
+    });
+  }
+
+  /** The coordinator addresses this client uses, in the order it tries them. */
+  get coordinatorAddresses(): readonly string[] {
+    return this.coordinators.addresses;
   }
 
   /** Closes every channel. */
   close(): void {
     this.keyValue.close();
-    this.cluster.close();
+    this.coordinators.close();
   }
 
   private deadline(options: CallOptions): Date {

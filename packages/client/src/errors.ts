@@ -9,6 +9,8 @@ export const METADATA_CURRENT_VERSION = 'concord-current-version';
 /** Values of `concord-reason`. */
 export const REASON_WRONG_SHARD = 'WRONG_SHARD';
 export const REASON_NOT_LEADER = 'NOT_LEADER';
+/** The replica's consensus group dropped the proposal (another leader's entry took its index): nothing was written. */
+export const REASON_PROPOSAL_DROPPED = 'PROPOSAL_DROPPED';
 
 export interface ConcordErrorOptions {
   /** The trailing metadata of the failed call. */
@@ -71,6 +73,34 @@ export class ConcordError extends Error {
     if (attempts === this.attempts) return this;
     return new ConcordError(this.code, this.details, { metadata: this.metadata, attempts, cause: this.cause });
   }
+}
+
+/**
+ * How grpc-js (1.x, pick_first) words a call that failed because no connection to the server could
+ * be established (refused, unreachable, or the channel still backing off after such a failure):
+ * `UNAVAILABLE "No connection established. Last error: Error: connect ECONNREFUSED …"`. The
+ * channel's picker fails the call before a stream is opened, so nothing was sent.
+ */
+const NO_CONNECTION_PREFIX = 'No connection established';
+
+/**
+ * Whether a failed call certainly never reached a server: grpc-js could not connect, so the request
+ * was never sent, and sending it to another replica or coordinator is safe even for a write.
+ *
+ * Not so when a connection broke with the call in flight (`connectionLost`): the server may have
+ * received and applied the request before it went away.
+ */
+export function failedBeforeSending(error: ConcordError): boolean {
+  return error.code === status.UNAVAILABLE && error.details.startsWith(NO_CONNECTION_PREFIX);
+}
+
+/**
+ * Whether the connection broke with the call in flight: grpc-js reports `UNAVAILABLE "Connection
+ * dropped"` when the HTTP/2 session closed, or the socket's error ("read ECONNRESET") when the peer
+ * reset it. The request may have been applied; only a read may be repeated elsewhere.
+ */
+export function connectionLost(error: ConcordError): boolean {
+  return error.code === status.UNAVAILABLE && (error.details === 'Connection dropped' || /\b(?:ECONNRESET|EPIPE|ETIMEDOUT)\b/.test(error.details));
 }
 
 /** The shape grpc-js gives a failed call's error. */

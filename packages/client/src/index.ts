@@ -19,7 +19,10 @@ export {
   METADATA_REASON,
   METADATA_RING_EPOCH,
   REASON_NOT_LEADER,
+  REASON_PROPOSAL_DROPPED,
   REASON_WRONG_SHARD,
+  connectionLost,
+  failedBeforeSending,
 } from './errors.js';
 export type { ConcordErrorOptions } from './errors.js';
 export {
@@ -29,6 +32,7 @@ export {
   DEFAULT_MAX_ATTEMPTS,
   DEFAULT_MAX_BACKOFF_MS,
   DEFAULT_SCAN_LIMIT,
+  DEFAULT_UNREACHABLE_MS,
 } from './shard-router.js';
 export type {
   Recovery,
@@ -44,3 +48,11 @@ export type { RingSource } from './routing-table.js';
 export { compareKeyBytes, mergeByKey } from './merge.js';
 export { CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, MAX_RECONNECT_BACKOFF_MS } from './calls.js';
 export type { PullSource } from './calls.js';
+export {
+  CoordinatorSet,
+  parseCoordinatorAddresses,
+  worthAnotherCoordinator,
+  DEFAULT_COORDINATOR_BACKOFF_MS,
+  DEFAULT_COORDINATOR_MAX_BACKOFF_MS,
+} from './coordinators.js';
+export type { CoordinatorSetOptions } from './coordinators.js';

@@ -12,10 +12,15 @@ export type RingSource = () => Promise<GetRingResponse>;
 /**
  * The replicas of one shard group and which of them to try first. The known leader goes first;
  * without one, a cursor walks the member addresses so a dead replica is skipped on the next call.
+ * A replica that refused connections is remembered for a while (`markUnreachable`): the cursor
+ * passes over it, and a NOT_LEADER hint naming it is not followed — after a leader dies, its
+ * followers keep naming it until they notice, about an election timeout later.
  */
 export class GroupRoute {
   private leader: string | undefined;
   private cursor = 0;
+  /** Address → time (ms since the epoch) until which it is taken as unreachable. */
+  private readonly unreachableUntil = new Map<string, number>();
 
   constructor(
     readonly groupId: string,
@@ -38,6 +43,7 @@ export class GroupRoute {
   /** `address` answered a call only a leader serves. */
   confirmLeader(address: string): void {
     this.leader = address;
+    this.unreachableUntil.delete(address);
   }
 
   /** A replica named `address` as its leader (concord-leader). It may be outside `addresses`. */
@@ -45,11 +51,32 @@ export class GroupRoute {
     this.leader = address;
   }
 
-  /** `address` failed or is not the leader: forget it as leader and move to the next replica. */
-  skip(address: string): void {
+  /**
+   * `address` failed or is not the leader: forget it as leader and move to the next replica, past
+   * those taken as unreachable at `now` (unless every other one is).
+   */
+  skip(address: string, now = Date.now()): void {
     if (this.leader === address) this.leader = undefined;
     const index = this.addresses.indexOf(address);
     this.cursor = index === -1 ? this.cursor + 1 : index + 1;
+    for (let step = 0; step < this.addresses.length - 1; step++) {
+      if (!this.isUnreachable(this.addresses[this.cursor % this.addresses.length] as string, now)) break;
+      this.cursor += 1;
+    }
+  }
+
+  /** No connection to `address` could be established: take it as unreachable until `until`. */
+  markUnreachable(address: string, until: number): void {
+    this.unreachableUntil.set(address, until);
+  }
+
+  /** Whether `address` refused connections recently (see markUnreachable). */
+  isUnreachable(address: string, now = Date.now()): boolean {
+    const until = this.unreachableUntil.get(address);
+    if (until === undefined) return false;
+    if (until > now) return true;
+    this.unreachableUntil.delete(address);
+    return false;
   }
 }
 

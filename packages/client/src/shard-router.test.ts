@@ -331,11 +331,12 @@ describe('ShardRouter', () => {
 });
 
 describe('recoveryFor', () => {
-  const error = (code: status, entries: Record<string, string> = {}) => {
+  const error = (code: status, entries: Record<string, string> = {}, details = 'x') => {
     const metadata = new Metadata();
     for (const [key, value] of Object.entries(entries)) metadata.set(key, value);
-    return new ConcordError(code, 'x', { metadata });
+    return new ConcordError(code, details, { metadata });
   };
+  const REFUSED = 'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:7103. Resolution note: ';
 
   it('retries writes only where the shard refused before proposing', () => {
     assert.equal(recoveryFor(error(status.FAILED_PRECONDITION, { 'concord-reason': 'WRONG_SHARD' }), 'write'), 'refresh-ring');
@@ -344,6 +345,19 @@ describe('recoveryFor', () => {
     assert.equal(recoveryFor(error(status.UNAVAILABLE), 'write'), 'give-up');
     assert.equal(recoveryFor(error(status.DEADLINE_EXCEEDED), 'write'), 'give-up');
     assert.equal(recoveryFor(error(status.ABORTED, { 'concord-current-version': '3' }), 'write'), 'give-up');
+  });
+
+  it('retries a write that never reached a server (no connection), but not one whose connection broke in flight', () => {
+    assert.equal(recoveryFor(error(status.UNAVAILABLE, {}, REFUSED), 'write'), 'next-replica');
+    // The group dropped the proposal: it can never commit.
+    assert.equal(recoveryFor(error(status.UNAVAILABLE, { 'concord-reason': 'PROPOSAL_DROPPED' }), 'write'), 'next-replica');
+    // Its outcome is unknown: it may have been applied.
+    assert.equal(recoveryFor(error(status.UNAVAILABLE, { 'concord-reason': 'OUTCOME_UNKNOWN' }), 'write'), 'give-up');
+    assert.equal(recoveryFor(error(status.UNAVAILABLE, {}, 'Connection dropped'), 'write'), 'give-up');
+    assert.equal(recoveryFor(error(status.UNAVAILABLE, {}, 'read ECONNRESET'), 'write'), 'give-up');
+    // Only grpc-js's own wording counts: the same words inside another message prove nothing.
+    assert.equal(recoveryFor(error(status.UNAVAILABLE, {}, `shard group g1 (replica 127.0.0.1:7103) is unavailable: ${REFUSED}`), 'write'), 'give-up');
+    assert.equal(recoveryFor(error(status.DEADLINE_EXCEEDED, {}, REFUSED), 'write'), 'give-up');
   });
 
   it('retries reads on any unavailability but not on other failures', () => {

@@ -13,7 +13,7 @@ import {
 } from '@concord/proto/shard';
 import { ReadConsistency } from '@concord/proto/common';
 import { CHANNEL_OPTIONS, batchedStreamSource, callUnary, type PullSource } from './calls.js';
-import { ConcordError, REASON_NOT_LEADER, REASON_WRONG_SHARD, toConcordError } from './errors.js';
+import { ConcordError, REASON_NOT_LEADER, REASON_PROPOSAL_DROPPED, REASON_WRONG_SHARD, failedBeforeSending, toConcordError } from './errors.js';
 import { mergeByKey } from './merge.js';
 import { RoutingTable, type GroupRoute, type RingSource } from './routing-table.js';
 
@@ -24,6 +24,12 @@ export const DEFAULT_MAX_ATTEMPTS = 5;
 /** Pause before the second attempt; doubles per attempt up to DEFAULT_MAX_BACKOFF_MS. */
 export const DEFAULT_BACKOFF_MS = 20;
 export const DEFAULT_MAX_BACKOFF_MS = 250;
+/**
+ * How long a replica that refused a connection is passed over, and NOT_LEADER hints naming it
+ * ignored: about one election timeout (0.5–1 s by default), by when the surviving replicas stop
+ * naming a dead leader and name the new one.
+ */
+export const DEFAULT_UNREACHABLE_MS = 1000;
 
 export interface ShardRouterOptions {
   /** Where the routing table comes from (Cluster.GetRing, or the coordinator's own directory). */
@@ -36,6 +42,8 @@ export interface ShardRouterOptions {
   backoffMs?: number;
   /** Longest retry pause; default DEFAULT_MAX_BACKOFF_MS. */
   maxBackoffMs?: number;
+  /** How long a replica that refused a connection is passed over; default DEFAULT_UNREACHABLE_MS. */
+  unreachableMs?: number;
 }
 
 export interface RouteCallOptions {
@@ -52,30 +60,43 @@ export type RoutedScanRequest = Omit<ShardScanRequest, 'ringEpoch'>;
 export type Recovery = 'refresh-ring' | 'follow-leader' | 'next-replica' | 'give-up';
 
 /**
- * Decides how to recover from a failed shard call. Writes are retried only where the shard
- * contract says the write was refused before it was proposed (WRONG_SHARD, NOT_LEADER): after a
- * plain UNAVAILABLE or DEADLINE_EXCEEDED the write may have been applied, and retrying it could
- * apply it twice (a put's version moves twice; a CAS would then fail against its own write). The
- * caller decides whether such a write is safe to repeat. A failed compare-and-set (ABORTED) is an
- * answer, not a fault, and is never retried.
+ * Decides how to recover from a failed shard call (`error` as grpc-js reported it). Writes are
+ * retried only where the write certainly was not applied: the shard refused it before proposing it
+ * (WRONG_SHARD, NOT_LEADER); its group dropped the proposal (PROPOSAL_DROPPED: another leader's
+ * entry took its index, so it can never commit); or no connection to the replica could be
+ * established, so the request was never sent (see `failedBeforeSending`; typically a dead leader
+ * that a NOT_LEADER hint or the cached route still names). After any other UNAVAILABLE — a
+ * connection that broke with the call in flight ("Connection dropped", ECONNRESET), an outcome the
+ * group could not tell (OUTCOME_UNKNOWN) — or DEADLINE_EXCEEDED the write may have been applied,
+ * and retrying it could apply it twice (a put's version moves twice; a CAS would then fail against
+ * its own write). The caller decides whether such a write is safe to repeat. A failed
+ * compare-and-set (ABORTED) is an answer, not a fault, and is never retried.
  */
 export function recoveryFor(error: ConcordError, operation: 'read' | 'write'): Recovery {
   if (error.code === status.FAILED_PRECONDITION && error.reason === REASON_WRONG_SHARD) return 'refresh-ring';
   if (error.code === status.UNAVAILABLE && error.reason === REASON_NOT_LEADER) {
     return error.leaderHint !== undefined ? 'follow-leader' : 'next-replica';
   }
+  if (error.code === status.UNAVAILABLE && error.reason === REASON_PROPOSAL_DROPPED) return 'next-replica';
+  if (failedBeforeSending(error)) return 'next-replica';
   if (error.code === status.UNAVAILABLE && operation === 'read') return 'next-replica';
   return 'give-up';
 }
 
-/** A failed attempt and the replica it went to, so the router knows which route to fix. */
+/**
+ * A failed attempt and the replica it went to, so the router knows which route to fix. `error` is
+ * the status as received (what recovery decides on); `reported` names the group and replica.
+ */
 class AttemptFailure extends Error {
+  readonly reported: ConcordError;
+
   constructor(
     readonly route: GroupRoute,
     readonly address: string,
     readonly error: ConcordError,
   ) {
     super(error.message);
+    this.reported = describeFailure(route, address, error);
   }
 }
 
@@ -100,6 +121,7 @@ export class ShardRouter {
   private readonly maxAttempts: number;
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly unreachableMs: number;
   private readonly channels = new Map<string, ShardClient>();
   private table: RoutingTable | undefined;
   private refreshing: Promise<RoutingTable> | undefined;
@@ -111,6 +133,7 @@ export class ShardRouter {
     this.maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
     this.backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
     this.maxBackoffMs = options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS;
+    this.unreachableMs = options.unreachableMs ?? DEFAULT_UNREACHABLE_MS;
   }
 
   /** The routing table in use, loading it on first use. */
@@ -146,7 +169,7 @@ export class ShardRouter {
     );
   }
 
-  /** Not retried after UNAVAILABLE or DEADLINE_EXCEEDED: see `recoveryFor`. */
+  /** Not retried after a failure that may have applied it (a dropped connection, DEADLINE_EXCEEDED): see `recoveryFor`. */
   async put(request: RoutedPutRequest, options: RouteCallOptions = {}): Promise<ShardPutResponse> {
     return this.routeUnary(
       {
@@ -159,7 +182,7 @@ export class ShardRouter {
     );
   }
 
-  /** Not retried after UNAVAILABLE or DEADLINE_EXCEEDED: see `recoveryFor`. */
+  /** Not retried after a failure that may have applied it (a dropped connection, DEADLINE_EXCEEDED): see `recoveryFor`. */
   async delete(request: RoutedDeleteRequest, options: RouteCallOptions = {}): Promise<ShardDeleteResponse> {
     return this.routeUnary(
       {
@@ -194,7 +217,7 @@ export class ShardRouter {
         return;
       } catch (error) {
         if (!(error instanceof AttemptFailure)) throw error;
-        if (yielded > 0) throw error.error.withAttempts(attempt);
+        if (yielded > 0) throw error.reported.withAttempts(attempt);
         await this.recover(error, 'read', table, attempt, options.deadline);
       }
     }
@@ -226,7 +249,7 @@ export class ShardRouter {
         if (attempt.leaderOnly) route.confirmLeader(address);
         return response;
       } catch (error) {
-        const failure = new AttemptFailure(route, address, describeFailure(route, address, toConcordError(error)));
+        const failure = new AttemptFailure(route, address, toConcordError(error));
         await this.recover(failure, attempt.operation, table, count, deadline);
       }
     }
@@ -237,17 +260,23 @@ export class ShardRouter {
    * failure's status when the call must not (or can no longer) be retried.
    */
   private async recover(failure: AttemptFailure, operation: 'read' | 'write', table: RoutingTable, attempt: number, deadline: Date | undefined): Promise<void> {
-    const { route, address, error } = failure;
-    const recovery = recoveryFor(error, operation);
+    const { route, address, error, reported } = failure;
+    const now = Date.now();
+    if (failedBeforeSending(error)) route.markUnreachable(address, now + this.unreachableMs);
+    let recovery = recoveryFor(error, operation);
+    // A follower still naming a leader that just refused a connection has not noticed it died:
+    // going there again would spend an attempt on a refused connection. Ask another replica,
+    // after the usual pause, until one names a live leader.
+    if (recovery === 'follow-leader' && route.isUnreachable(error.leaderHint as string, now)) recovery = 'next-replica';
     if (recovery === 'give-up') {
       // A write that failed with UNAVAILABLE is not retried, but the caller's own retry should not
       // go back to the same replica.
-      if (error.code === status.UNAVAILABLE) route.skip(address);
-      throw error.withAttempts(attempt);
+      if (error.code === status.UNAVAILABLE) route.skip(address, now);
+      throw reported.withAttempts(attempt);
     }
     if (attempt >= this.maxAttempts) {
-      if (recovery !== 'refresh-ring') route.skip(address);
-      throw error.withAttempts(attempt);
+      if (recovery !== 'refresh-ring') route.skip(address, now);
+      throw reported.withAttempts(attempt);
     }
     let pauseMs = this.backoffFor(attempt);
     switch (recovery) {
@@ -262,10 +291,10 @@ export class ShardRouter {
         pauseMs = 0;
         break;
       case 'next-replica':
-        route.skip(address);
+        route.skip(address, now);
         break;
     }
-    if (deadline !== undefined && Date.now() + pauseMs >= deadline.getTime()) throw error.withAttempts(attempt);
+    if (deadline !== undefined && Date.now() + pauseMs >= deadline.getTime()) throw reported.withAttempts(attempt);
     if (pauseMs > 0) await new Promise((resolve) => setTimeout(resolve, pauseMs));
   }
 
@@ -283,7 +312,7 @@ export class ShardRouter {
     return {
       next: () =>
         source.next().catch((error: unknown) => {
-          throw new AttemptFailure(route, address, describeFailure(route, address, toConcordError(error)));
+          throw new AttemptFailure(route, address, toConcordError(error));
         }),
       close: () => source.close(),
     };

@@ -145,7 +145,14 @@ describe('LeaderForwarder', () => {
 
   it('without a leader: UNAVAILABLE "no meta leader elected yet; retry", unless the method may answer locally', async () => {
     view = { kind: 'unknown' };
-    await assert.rejects(get(), (error: GrpcError) => error.code === status.UNAVAILABLE && error.details === NO_META_LEADER_MESSAGE);
+    await assert.rejects(get(), (error: GrpcError) => {
+      assert.equal(error.code, status.UNAVAILABLE);
+      assert.equal(error.details, NO_META_LEADER_MESSAGE);
+      // Refused before anything was done: a client may take it to another coordinator.
+      assert.deepEqual(error.metadata.get('concord-reason'), ['NOT_LEADER']);
+      assert.deepEqual(error.metadata.get('concord-leader'), []);
+      return true;
+    });
     await assert.rejects(messages(client.scan({ prefix: '', startKey: '', endKey: '', limit: 0, consistency: 0 })), (error: GrpcError) => {
       assert.equal(error.code, status.UNAVAILABLE);
       assert.equal(error.details, NO_META_LEADER_MESSAGE);
@@ -178,9 +185,19 @@ describe('LeaderForwarder', () => {
     assert.equal(arrivals.length, 0);
   });
 
-  it('answers UNAVAILABLE when the leader cannot be reached, or locally where the policy allows', async () => {
+  it('answers UNAVAILABLE NOT_LEADER when the leader cannot be reached, or locally where the policy allows', async () => {
     view = { kind: 'remote', memberId: 'coordinator-0', address: '127.0.0.1:1' };
-    await assert.rejects(get(new Metadata(), new Date(Date.now() + 10_000)), (error: GrpcError) => error.code === status.UNAVAILABLE);
+    // Not grpc-js's "No connection established" relayed as is: that would read as if this member
+    // refused the client's connection. NOT_LEADER without a leader: nothing was done, retry.
+    const refused = (error: GrpcError) => {
+      assert.equal(error.code, status.UNAVAILABLE);
+      assert.match(error.details, /^coordinator coordinator-1 cannot reach the meta leader coordinator-0 at 127\.0\.0\.1:1 \(No connection established\..*ECONNREFUSED.*\); nothing was done, retry$/);
+      assert.deepEqual(error.metadata.get('concord-reason'), ['NOT_LEADER']);
+      assert.deepEqual(error.metadata.get('concord-leader'), []);
+      return true;
+    };
+    await assert.rejects(get(new Metadata(), new Date(Date.now() + 10_000)), refused);
+    await assert.rejects(messages(client.scan({ prefix: '', startKey: '', endKey: '', limit: 0, consistency: 0 })), refused);
     // A method that may answer without a leader answers locally instead.
     assert.equal((await del()).previousVersion, 2);
   });

@@ -11,9 +11,11 @@
 // messages, status, message and trailing metadata — goes back unchanged. A call is forwarded at
 // most once: a forwarded call reaching a member that does not lead any more is refused with
 // NOT_LEADER rather than sent on, so two members with stale views cannot bounce it between them.
+// A leader that cannot be reached at all (it died and this member has not noticed yet) is
+// answered with NOT_LEADER too, naming no leader: the call reached none, so it is safe to retry.
 
 import * as grpc from '@grpc/grpc-js';
-import { CHANNEL_OPTIONS, METADATA_LEADER, METADATA_REASON, REASON_NOT_LEADER } from '@concord/client';
+import { CHANNEL_OPTIONS, ConcordError, METADATA_LEADER, METADATA_REASON, REASON_NOT_LEADER, failedBeforeSending } from '@concord/client';
 import { ServiceError, toStatusObject } from '@concord/runtime';
 import type { MetaLeader } from './meta/meta-group.js';
 
@@ -62,7 +64,7 @@ export interface LeaderForwarderOptions {
   credentials?: grpc.ChannelCredentials;
 }
 
-type Route = { kind: 'local' } | { kind: 'forward'; address: string } | { kind: 'refuse'; error: ServiceError };
+type Route = { kind: 'local' } | { kind: 'forward'; memberId: string; address: string } | { kind: 'refuse'; error: ServiceError };
 
 export class LeaderForwarder {
   private readonly channels = new Map<string, grpc.Client>();
@@ -100,7 +102,11 @@ export class LeaderForwarder {
     if (leader.kind === 'self') return { kind: 'local' };
     const fallBack = policy.localWithoutLeader?.(method) === true;
     if (leader.kind === 'unknown') {
-      return fallBack ? { kind: 'local' } : { kind: 'refuse', error: new ServiceError(grpc.status.UNAVAILABLE, NO_META_LEADER_MESSAGE) };
+      // NOT_LEADER without concord-leader, as a shard replica that knows no leader answers: the
+      // call was refused before anything was done, so a client may send it to another coordinator.
+      return fallBack
+        ? { kind: 'local' }
+        : { kind: 'refuse', error: new ServiceError(grpc.status.UNAVAILABLE, NO_META_LEADER_MESSAGE, { [METADATA_REASON]: REASON_NOT_LEADER }) };
     }
     const forwardedBy = call.metadata.get(METADATA_FORWARDED_FROM)[0];
     if (forwardedBy !== undefined) {
@@ -115,7 +121,7 @@ export class LeaderForwarder {
       };
     }
     if (this.closed) return { kind: 'refuse', error: new ServiceError(grpc.status.UNAVAILABLE, 'this coordinator is shutting down; retry') };
-    return { kind: 'forward', address: leader.address };
+    return { kind: 'forward', memberId: leader.memberId, address: leader.address };
   }
 
   private unaryHandler(
@@ -140,7 +146,7 @@ export class LeaderForwarder {
           // The leader this member knows is gone and it has not noticed yet: a method that may
           // answer without a leader does, rather than fail.
           if (error !== null && error.code === grpc.status.UNAVAILABLE && policy.localWithoutLeader?.(name) === true) return local(call, callback);
-          if (error !== null) callback(toStatusObject(error));
+          if (error !== null) callback(toStatusObject(this.leaderUnreachable(route, error) ?? error));
           else callback(null, response);
         },
       );
@@ -166,7 +172,9 @@ export class LeaderForwarder {
         callOptions(call),
       );
       let failed = false;
+      let relayed = false;
       upstream.on('data', (message: unknown) => {
+        relayed = true;
         if (call.cancelled) return;
         // Backpressure end to end: stop reading from the leader while the client is slow.
         if (!call.write(message)) {
@@ -174,15 +182,29 @@ export class LeaderForwarder {
           call.once('drain', () => upstream.resume());
         }
       });
-      upstream.on('error', (error: unknown) => {
+      upstream.on('error', (error: grpc.ServiceError) => {
         failed = true;
-        failStream(call, error);
+        failStream(call, (relayed ? undefined : this.leaderUnreachable(route, error)) ?? error);
       });
       // 'end' comes once every message was handed on ('error', when the call failed, comes first).
       upstream.on('end', () => {
         if (!failed && !call.cancelled) call.end();
       });
     };
+  }
+
+  /**
+   * When the leader could not be reached at all — grpc-js established no connection, so nothing was
+   * sent — the refusal this member answers instead of relaying grpc-js's words, which would read as
+   * if this member itself refused the client's connection. Undefined for any other failure.
+   */
+  private leaderUnreachable(route: { memberId: string; address: string }, error: grpc.ServiceError): ServiceError | undefined {
+    if (!failedBeforeSending(new ConcordError(error.code, error.details))) return undefined;
+    return new ServiceError(
+      grpc.status.UNAVAILABLE,
+      `coordinator ${this.options.memberId} cannot reach the meta leader ${route.memberId} at ${route.address} (${error.details.trim()}); nothing was done, retry`,
+      { [METADATA_REASON]: REASON_NOT_LEADER },
+    );
   }
 
   private channel(address: string): grpc.Client {

@@ -48,8 +48,11 @@ export class FakeReplica {
   leader = true;
   /** What a follower names as leader in concord-leader; '' when it does not know. */
   leaderHint = '';
+  /** Methods whose calls are received and never answered, like a server that dies mid-call. */
+  readonly held = new Set<ShardMethod>();
   address = '';
   private server: grpc.Server | undefined;
+  private heldCallWaiters: (() => void)[] = [];
 
   constructor(
     readonly group: FakeShardGroup,
@@ -58,6 +61,19 @@ export class FakeReplica {
 
   script(method: ShardMethod, ...failures: ScriptedFailure[]): void {
     (this.scripted[method] ??= []).push(...failures);
+  }
+
+  /** Resolves when the next call of a held method arrives. */
+  nextHeldCall(): Promise<void> {
+    return new Promise((resolve) => this.heldCallWaiters.push(resolve));
+  }
+
+  /** Whether this call is held (counted, never answered). */
+  private holds(method: ShardMethod): boolean {
+    if (!this.held.has(method)) return false;
+    this.calls[method]++;
+    for (const resolve of this.heldCallWaiters.splice(0)) resolve();
+    return true;
   }
 
   async start(): Promise<void> {
@@ -101,12 +117,14 @@ export class FakeReplica {
     const data = this.group.data;
     return {
       get: (call, callback) => {
+        if (this.holds('get')) return;
         const refusal = this.refusal('get', call.request.ringEpoch, call.request.key);
         if (refusal !== undefined) return callback(statusObject(refusal));
         const stored = data.get(call.request.key);
         callback(null, { found: stored !== undefined, value: stored?.value ?? Buffer.alloc(0), version: stored?.version ?? 0 });
       },
       put: (call, callback) => {
+        if (this.holds('put')) return;
         const { ringEpoch, key, value, expectedVersion } = call.request;
         const refusal = this.refusal('put', ringEpoch, key) ?? this.casRefusal(key, expectedVersion);
         if (refusal !== undefined) return callback(statusObject(refusal));
