@@ -32,9 +32,14 @@ export function localCommand(action, member) {
   return `npm run local -- ${action} ${member}`;
 }
 
+/** The group name the coordinators' members go by: the meta group, which holds the ring. */
+export const META_GROUP = 'meta';
+
 /**
  * The processes of deploy/local/cluster.json: every shard replica (name = member id, e.g. "g1-0")
- * and the coordinator, each with the exact command line that starts it.
+ * and every coordinator (e.g. "coordinator-0"), each with the exact command line that starts it.
+ * `coordinators` lists the coordinators' addresses in member order; the first is the one the
+ * banner and the README name.
  */
 export function loadLocalCluster() {
   const config = JSON.parse(readFileSync(join(root, 'deploy', 'local', 'cluster.json'), 'utf8'));
@@ -66,23 +71,36 @@ export function loadLocalCluster() {
       });
     }
   }
-  processes.push({
-    name: 'coordinator',
-    kind: 'coordinator',
-    address: config.coordinator.listen,
-    serviceName: 'concord-coordinator',
-    script: 'services/coordinator/dist/main.js',
-    // One coordinator holding the ring from --groups (the config engine): the replicated meta
-    // group of three coordinators is not part of the local playground yet.
-    args: [
-      '--engine', 'config',
-      '--listen', config.coordinator.listen,
-      '--groups', config.shardGroups.map((group) => `${group.id}=${group.members.map((member) => member.listen).join('|')}`).join(','),
-      ...ringFlags,
-    ],
-  });
+  // The coordinators form the meta group (Raft), which replicates the ring: --groups and the ring
+  // flags seed it when it is empty, and every coordinator gets the same ones.
+  const coordinatorProcesses = [];
+  const metaPeers = config.coordinators.map((coordinator) => `${coordinator.id}=${coordinator.listen}`).join(',');
+  const groupsFlag = config.shardGroups.map((group) => `${group.id}=${group.members.map((member) => member.listen).join('|')}`).join(',');
+  for (const coordinator of config.coordinators) {
+    coordinatorProcesses.push({
+      name: coordinator.id,
+      kind: 'coordinator',
+      group: META_GROUP,
+      address: coordinator.listen,
+      serviceName: 'concord-coordinator',
+      script: 'services/coordinator/dist/main.js',
+      dataDir: join(dataRoot, coordinator.id),
+      args: [
+        '--engine', 'raft',
+        '--member-id', coordinator.id,
+        '--listen', coordinator.listen,
+        '--peers', metaPeers,
+        '--data-dir', join(dataRoot, coordinator.id),
+        '--groups', groupsFlag,
+        ...ringFlags,
+      ],
+    });
+  }
+  // Coordinators first, as `concord status` lists the meta group first.
+  processes.unshift(...coordinatorProcesses);
   for (const each of processes) each.logPath = join(logsDir, `${each.name}.log`);
-  return { config, engine, groupIds, processes };
+  const coordinators = config.coordinators.map((coordinator) => coordinator.listen);
+  return { config, engine, groupIds, coordinators, processes };
 }
 
 /** Whether a process with this pid exists (and may be signalled by us). */

@@ -26,11 +26,12 @@ const USAGE = `usage: npm run local -- <command>
 Controls the local cluster of \`npm start\` (run it in another terminal first).
 
   status              every process: state, pid, address, and each group's leader as last logged
-  kill <member>       SIGKILL one process, e.g. g1-0 or coordinator (a crash, for demos)
+  kill <member>       SIGKILL one process, e.g. g1-0 or coordinator-1 (a crash, for demos)
   stop <member>       stop one process gracefully (SIGTERM)
   restart <member>    start a member that is down, or restart one that runs; it keeps its data
 
-Members are named as in deploy/local/cluster.json: g1-0 … g3-2, and coordinator.
+Members are named as in deploy/local/cluster.json: coordinator-0 … coordinator-2 (the meta group)
+and g1-0 … g3-2.
 \`npx concord status\` shows terms, commit and applied indexes.`;
 
 function fail(message, code = 1) {
@@ -58,7 +59,7 @@ function printStatus(state) {
   const leaderOf = new Map(Object.entries(state.leaders ?? {}).map(([group, leader]) => [leader.member, { group, term: leader.term }]));
   const rows = state.members.map((member) => {
     const leader = leaderOf.get(member.name);
-    const role = member.kind === 'coordinator' ? '' : leader !== undefined ? `leader (term ${leader.term ?? '?'})` : member.state === 'running' ? 'follower' : '';
+    const role = leader !== undefined ? `leader (term ${leader.term ?? '?'})` : member.state === 'running' ? 'follower' : '';
     const what = member.state === 'running' || member.state === 'starting' ? member.state : `${member.state}${member.exit ? ` (${member.exit})` : ''}`;
     const hint = member.state === 'running' || member.state === 'starting' ? '' : `→ ${localCommand('restart', member.name)}`;
     return [member.name, member.group ?? '', member.address, member.pid === null ? '-' : String(member.pid), role, `${what} ${age(member.since)}`, hint];

@@ -1,8 +1,8 @@
 // `npm start`: sets the working copy up, then runs the local Concord cluster of
-// deploy/local/cluster.json — a coordinator and three shard groups of three Raft replicas — as
-// separate processes on 127.0.0.1, and supervises them. Each replica keeps its data in
-// .concord/<member>/ (kept across restarts; `npm start -- --fresh` wipes it) and logs JSON to
-// .concord/logs/<member>.log; this script prints only lifecycle events: who leads which group,
+// deploy/local/cluster.json — the meta group of three coordinators and three shard groups of three
+// Raft replicas — as separate processes on 127.0.0.1, and supervises them. Each member keeps its
+// data in .concord/<member>/ (kept across restarts; `npm start -- --fresh` wipes it) and logs JSON
+// to .concord/logs/<member>.log; this script prints only lifecycle events: who leads which group,
 // who died and the command that brings it back. Ctrl-C stops everything.
 //
 // When a process dies the others keep running. `npm run local -- restart <member>` (scripts/
@@ -15,6 +15,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { childEnv, ensureSetup, pinnedNode, root } from './lib.mjs';
 import {
   MEMBER_ACTIONS,
+  META_GROUP,
   dataRoot,
   ensureControlDirs,
   isAliveRunning,
@@ -34,6 +35,14 @@ import {
 const STOP_GRACE_MS = 10_000;
 /** How long the banner waits for every Raft group to elect a leader before printing anyway. */
 const LEADER_WAIT_MS = 15_000;
+/**
+ * How long the banner waits for Cluster.GetRing to answer on the first coordinator: the meta group
+ * has elected a leader and holds the ring (seeded from --groups on a fresh start).
+ */
+const RING_WAIT_MS = 30_000;
+/** Deadline of one GetRing probe, and the pause between probes. */
+const RING_PROBE_DEADLINE_MS = 1_000;
+const RING_PROBE_PAUSE_MS = 200;
 /** How often request files are looked for. */
 const REQUEST_POLL_MS = 200;
 /** How often the members' log files are read for lifecycle lines (serving, leader changes). */
@@ -47,7 +56,7 @@ if (args.includes('--help')) {
 
 While it runs, from another terminal:
   npm run local -- status            which processes run, and each group's leader
-  npm run local -- kill <member>     SIGKILL one process (e.g. g1-0), for demos
+  npm run local -- kill <member>     SIGKILL one process (e.g. g1-0, coordinator-1), for demos
   npm run local -- stop <member>     stop one process gracefully
   npm run local -- restart <member>  start it again (or restart a running one)
 See docs/operations.md.`);
@@ -60,7 +69,7 @@ if (unknown.length > 0) {
   process.exit(2);
 }
 
-const { engine, groupIds, processes: specs } = loadLocalCluster();
+const { engine, groupIds, coordinators, processes: specs } = loadLocalCluster();
 
 // One supervisor at a time: a second would fight the first for the ports and the data.
 const previous = readState();
@@ -114,7 +123,7 @@ let started = false;
 
 /** Each process: its spec, and its current child and state. */
 const members = new Map(specs.map((spec) => [spec.name, { spec, child: undefined, state: 'not started', since: startedAt, exit: '', expectedExit: undefined }]));
-/** Each group's leader, as the members' "raft role changed" log lines say. */
+/** Each group's leader (the shard groups' and the coordinators' meta group), as the members' "raft role changed" log lines say. */
 const leaders = new Map();
 
 function describeExit(code, signal) {
@@ -385,26 +394,74 @@ function portRange(group) {
 
 async function waitForLeaders() {
   const deadline = Date.now() + LEADER_WAIT_MS;
-  while (groupIds.some((group) => !leaders.has(group)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+  while (groupIds.some((group) => !leaders.has(group)) && Date.now() < deadline) await sleep(100);
   return groupIds.filter((group) => !leaders.has(group));
+}
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * Waits until Cluster.GetRing answers on `address`: the meta group has a leader and holds the
+ * ring, so the cluster is usable (a coordinator's "serving" line only means it recovered its own
+ * log). Returns undefined when it answered, else the last error after RING_WAIT_MS.
+ */
+async function waitForRing(address) {
+  // Loaded here, not at the top: these scripts must run before dependencies exist, and by now the
+  // setup step has installed and built the SDK.
+  const { ConcordClient } = await import('@concord/client');
+  const client = await ConcordClient.connect({ address, routing: 'coordinator', deadlineMs: RING_PROBE_DEADLINE_MS });
+  const deadline = Date.now() + RING_WAIT_MS;
+  let last = 'no answer yet';
+  try {
+    while (!shuttingDown) {
+      try {
+        await client.ring();
+        return undefined;
+      } catch (error) {
+        last = error.message;
+      }
+      if (Date.now() > deadline) return last;
+      await sleep(RING_PROBE_PAUSE_MS);
+    }
+    return last;
+  } finally {
+    client.close();
+  }
+}
+
+function portOf(address) {
+  return address.slice(address.lastIndexOf(':') + 1);
 }
 
 try {
   const shards = [...members.values()].filter((member) => member.spec.kind === 'shard');
   await Promise.all(shards.map(launch));
-  const coordinator = members.get('coordinator');
-  const address = await launch(coordinator);
+  // The coordinators start together: each recovers its own log, then they elect a meta leader.
+  const coordinatorMembers = [...members.values()].filter((member) => member.spec.kind === 'coordinator');
+  await Promise.all(coordinatorMembers.map(launch));
   started = true;
+  const address = coordinators[0];
+  const ringProblem = await waitForRing(address);
+  if (ringProblem !== undefined) {
+    console.error(
+      `concord: Cluster.GetRing on ${address} still fails after ${RING_WAIT_MS / 1000} s (${ringProblem}); ` +
+        `\`npx concord status\` shows what each coordinator says, and .concord/logs/coordinator-*.log why.`,
+    );
+  }
   const leaderless = engine === 'raft' ? await waitForLeaders() : [];
   if (leaderless.length > 0) {
     console.error(`concord: no leader yet in ${leaderless.join(', ')} after ${LEADER_WAIT_MS / 1000} s; \`npx concord status\` shows what each replica says.`);
   }
   const replicas = shards.length / groupIds.length;
   const g1Leader = leaders.get(groupIds[0])?.member ?? `${groupIds[0]}-0`;
+  const metaLeader = leaders.get(META_GROUP)?.member ?? coordinatorMembers[0].spec.name;
   const line = (command, what) => `  ${command.padEnd(39)}  ${what}`.trimEnd();
   console.log(`
-Concord is running: coordinator at ${address}; shard groups ${groupIds.map((group) => `${group} (ports ${portRange(group)})`).join(', ')},
-${engine === 'raft' ? `${replicas} Raft replicas each, one process per replica` : 'one process each'}. Data: .concord/<member>/   Logs: .concord/logs/<member>.log
+Concord is running: coordinator at ${address}, one of the ${coordinators.length} coordinators of the meta group (ports ${coordinators.map(portOf).join(', ')});
+any of them serves, a follower forwards to the meta leader. Shard groups ${groupIds.map((group) => `${group} (ports ${portRange(group)})`).join(', ')},
+${engine === 'raft' ? `${replicas} Raft replicas each` : 'one replica each'}. One process per member. Data: .concord/<member>/   Logs: .concord/logs/<member>.log
 
 Try, in another terminal at the repository root:
 ${line('npx concord kv put hello world', '')}
@@ -414,7 +471,10 @@ ${line('npx concord status', 'members, roles, terms, commit and applied indexes'
 Watch a failover:
 ${line(localCommand('kill', g1Leader), `SIGKILL the leader of ${groupIds[0]}; \`npx concord status\` shows the new one`)}
 ${line(localCommand('restart', g1Leader), 'bring it back; it catches up from the leader')}
+${line(localCommand('kill', metaLeader), 'SIGKILL the meta leader; another coordinator takes over')}
 ${line('npm run local -- status', 'which processes run')}
+With every coordinator in CONCORD_ADDR the CLI tries the next when one is down:
+  export CONCORD_ADDR=${coordinators.join(',')}
 
 Ctrl-C stops the cluster; data stays for the next \`npm start\` (\`npm start -- --fresh\` wipes it).
 `);

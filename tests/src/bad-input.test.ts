@@ -198,16 +198,20 @@ describe('bad input through the coordinator: a clear status, and nothing changes
 describe('malformed configuration: the process exits 2 with a message naming the setting', { concurrency: 3 }, () => {
   let dataDir: string;
   let shardAddress: string;
+  let coordinatorAddress: string;
   before(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'concord-config-test-'));
-    shardAddress = `127.0.0.1:${(await freePorts(1))[0]!}`;
+    const [shardPort, coordinatorPort] = await freePorts(2);
+    shardAddress = `127.0.0.1:${shardPort!}`;
+    coordinatorAddress = `127.0.0.1:${coordinatorPort!}`;
   });
   after(async () => {
     if (dataDir !== undefined) await rm(dataDir, { recursive: true, force: true });
   });
 
   // Every case is otherwise valid (the shard a Raft group of one on a free port, the coordinator
-  // on port 0): a process that accepts the bad setting starts serving, and is stopped and reported.
+  // on port 0 with the config engine, or a meta group of one on a free port with raft): a process
+  // that accepts the bad setting starts serving, and is stopped and reported.
   const shardFlags = (): Record<string, string> => ({
     '--group-id': 'g1',
     '--member-id': 'g1-0',
@@ -225,12 +229,24 @@ describe('malformed configuration: the process exits 2 with a message naming the
     '--ring-vnodes': '128',
     '--ring-epoch': '1',
   });
-  const cases: { role: 'shard' | 'coordinator'; change: Record<string, string | null>; names: string; what: string }[] = [
+  const raftCoordinatorFlags = (): Record<string, string> => ({
+    '--engine': 'raft',
+    '--member-id': 'coordinator-0',
+    '--listen': coordinatorAddress,
+    '--peers': `coordinator-0=${coordinatorAddress}`,
+    '--data-dir': join(dataDir, 'coordinator-0'),
+    '--groups': 'g1=127.0.0.1:1,g2=127.0.0.1:2,g3=127.0.0.1:3',
+  });
+  const cases: { role: 'shard' | 'coordinator'; raft?: true; change: Record<string, string | null>; names: string; what: string }[] = [
     { role: 'coordinator', change: { '--groups': null }, names: '--groups', what: 'without --groups' },
     { role: 'coordinator', change: { '--groups': 'g1' }, names: '--groups', what: 'with a group without an address' },
     { role: 'coordinator', change: { '--ring-vnodes': 'abc' }, names: '--ring-vnodes', what: 'with --ring-vnodes abc' },
     { role: 'coordinator', change: { '--listen': 'nonsense' }, names: '--listen', what: 'with --listen nonsense' },
     { role: 'coordinator', change: { '--bogus-flag': '1' }, names: '--bogus-flag', what: 'with an unknown flag' },
+    { role: 'coordinator', raft: true, change: { '--listen': '127.0.0.1:0' }, names: '--listen', what: 'with the raft engine on port 0' },
+    { role: 'coordinator', raft: true, change: { '--peers': 'coordinator-0=127.0.0.1:1' }, names: '--listen', what: 'listening on another port than its --peers entry' },
+    { role: 'coordinator', raft: true, change: { '--peers': 'coordinator-1=127.0.0.1:1,coordinator-2=127.0.0.1:2' }, names: '--peers', what: 'with --peers that leave this coordinator out' },
+    { role: 'coordinator', raft: true, change: { '--data-dir': null }, names: '--data-dir', what: 'with the raft engine and no --data-dir' },
     { role: 'shard', change: { '--group-id': null }, names: '--group-id', what: 'without --group-id' },
     { role: 'shard', change: { '--ring-vnodes': 'abc' }, names: '--ring-vnodes', what: 'with --ring-vnodes abc' },
     { role: 'shard', change: { '--listen': 'nonsense' }, names: '--listen', what: 'with --listen nonsense' },
@@ -241,9 +257,10 @@ describe('malformed configuration: the process exits 2 with a message naming the
     { role: 'shard', change: { '--heartbeat-ticks': '10' }, names: '--heartbeat-ticks', what: 'with --heartbeat-ticks not below --election-ticks' },
     { role: 'shard', change: { '--engine': 'paxos' }, names: '--engine', what: 'with an unknown engine' },
   ];
-  for (const { role, change, names, what } of cases) {
+  for (const { role, raft, change, names, what } of cases) {
     it(`${role} ${what}: exit 2, stderr names ${names}`, async () => {
-      const flags: Record<string, string | null> = { ...(role === 'shard' ? shardFlags() : coordinatorFlags()), ...change };
+      const base = role === 'shard' ? shardFlags() : raft === true ? raftCoordinatorFlags() : coordinatorFlags();
+      const flags: Record<string, string | null> = { ...base, ...change };
       const args = Object.entries(flags).flatMap(([flag, value]) => (value === null ? [] : [flag, value]));
       const result = await runCommand(nodeBinary, [`services/${role}/dist/main.js`, ...args], { timeoutMs: 20_000, stopWhen: /"msg":"serving"/ });
       const shown = `${role} ${args.join(' ')} ${describeResult(result)}`;

@@ -47,7 +47,9 @@ function parseLog(line: string): LogRecord | undefined {
 }
 
 test('SIGKILL of the leader under load: every acknowledged write survives, a new leader takes over, the killed replica catches up by snapshot', { timeout: 170_000 }, async (t) => {
-  const cluster = await startLocalCluster({ groups: [GROUP], shardArgs: ['--snapshot-every', String(SNAPSHOT_EVERY)] });
+  // One coordinator with the config engine: this test is about a shard group, and it keeps that
+  // engine covered with real processes (coordinator-failover.test.ts covers the meta group).
+  const cluster = await startLocalCluster({ groups: [GROUP], coordinators: 1, shardArgs: ['--snapshot-every', String(SNAPSHOT_EVERY)] });
   const clients: Client[] = [];
   try {
     const kv = kvClient(cluster.coordinatorAddress);

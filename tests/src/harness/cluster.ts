@@ -1,18 +1,22 @@
-// A local Concord cluster for cross-process tests: every replica of every shard group and a
-// coordinator, each a real `node services/<role>/dist/main.js` on 127.0.0.1, killed and restarted
-// at will. By default each group is three Raft replicas, as `npm start` runs it.
+// A local Concord cluster for cross-process tests: every replica of every shard group and the
+// coordinators, each a real `node services/<role>/dist/main.js` on 127.0.0.1, killed and restarted
+// at will. By default, as `npm start` runs it, each shard group is three Raft replicas and the
+// coordinators are three members of the meta group (Raft); `coordinators: 1` runs one coordinator
+// with the ring from its flags (the config engine) instead.
 //
 // Ports are chosen up front rather than with `--listen 127.0.0.1:0`: the members of a Raft group
-// and the coordinator are given the replica addresses on their command lines, and a restarted
-// replica must come back on the address they (and every routing table) already know.
+// and the coordinators are given the members' addresses on their command lines, and a restarted
+// member must come back on the address they (and every routing table) already know.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { Metadata } from '@grpc/grpc-js';
+import { MemberRole, type ClusterClient, type MemberStatus as ClusterMemberStatus, type StatusResponse } from '@concord/proto/cluster';
 import type { ShardClient, ShardStatusResponse } from '@concord/proto/shard';
-import { describeError, shardClient, sleep, unary } from './grpc.js';
+import { clusterClient, describeError, shardClient, sleep, unary } from './grpc.js';
 import { childEnv, nodeBinary, repoRoot } from './paths.js';
 import { track } from './reaper.js';
 
@@ -21,8 +25,15 @@ export interface ClusterOptions {
   groups: readonly string[];
   /** Replicas (processes) per group; default 3. The single engine runs exactly one. */
   replicas?: number;
-  /** Consensus engine of every group; default raft. */
+  /** Consensus engine of every shard group; default raft. */
   engine?: 'raft' | 'single';
+  /**
+   * Coordinators: 3 (the default) form the meta group with the raft engine, as `npm start` runs
+   * them; 1 runs a single coordinator with the ring from --groups (the config engine).
+   */
+  coordinators?: 1 | 3;
+  /** Extra flags for every coordinator process. */
+  coordinatorArgs?: readonly string[];
   /** Extra flags for every shard process, e.g. ['--snapshot-every', '200']. */
   shardArgs?: readonly string[];
   /** Where the shards keep their data; default a fresh temporary directory, removed by stop(). */
@@ -33,8 +44,22 @@ export interface ClusterOptions {
   ringEpoch?: number;
   /** How long a process may take to print its "serving" line; default 30 s. */
   readyTimeoutMs?: number;
-  /** How long startAll() waits for every Raft group to elect a leader; default 15 s (a liveness bound). */
+  /**
+   * How long startAll() waits for every Raft group to elect a leader, and for the meta group to
+   * answer Cluster.GetRing; default 15 s (a liveness bound).
+   */
   leaderTimeoutMs?: number;
+}
+
+/** What one coordinator says about itself as a member of the meta group. */
+export interface CoordinatorStatus {
+  /** Process name, e.g. "coordinator-1". */
+  name: string;
+  address: string;
+  /** Its own entry: role, term, commit and applied index. */
+  member: ClusterMemberStatus;
+  /** The meta leader's member id as this coordinator knows it ('' when none). */
+  leaderId: string;
 }
 
 /** What one replica said about itself, and which process it is. */
@@ -56,8 +81,10 @@ const COORDINATOR_MAIN = 'services/coordinator/dist/main.js';
 const DEFAULT_READY_TIMEOUT_MS = 30_000;
 const DEFAULT_LEADER_TIMEOUT_MS = 15_000;
 const DEFAULT_REPLICAS = 3;
-/** Deadline of one Shard.Status probe. */
+/** Deadline of one Shard.Status or Cluster.Status/GetRing probe. */
 const STATUS_DEADLINE_MS = 2_000;
+/** The coordinators' request metadata asking one coordinator for its own meta member status only. */
+const STATUS_SCOPE_HEADER = 'concord-status-scope';
 /** Pause between Status polls while waiting for a leader or a catch-up. */
 const POLL_MS = 50;
 /** SIGTERM gets this long before stop() escalates to SIGKILL. */
@@ -255,10 +282,21 @@ interface ShardMember {
   address: string;
 }
 
+/** One coordinator of the cluster. */
+interface CoordinatorMember {
+  /** --member-id with raft, e.g. "coordinator-1". */
+  memberId: string;
+  /** Process name: "coordinator" when it is the only one, else its member id. */
+  name: string;
+  address: string;
+}
+
 interface ResolvedOptions {
   groups: readonly string[];
   replicas: number;
   engine: 'raft' | 'single';
+  coordinators: number;
+  coordinatorArgs: readonly string[];
   shardArgs: readonly string[];
   dataDir: string;
   ownsDataDir: boolean;
@@ -269,16 +307,19 @@ interface ResolvedOptions {
 }
 
 /**
- * A running local cluster. Process names: "coordinator" and "shard-<member>", where the members of
- * group g2 are g2-0, g2-1, g2-2 (see shardProcessName).
+ * A running local cluster. Process names: "coordinator-0", "coordinator-1", "coordinator-2" (or
+ * "coordinator" when it runs one), and "shard-<member>", where the members of group g2 are g2-0,
+ * g2-1, g2-2 (see shardProcessName).
  */
 export class LocalCluster {
   private stopped: Promise<Map<string, ProcessExit | undefined>> | undefined;
   private readonly statusClients = new Map<string, ShardClient>();
+  private readonly clusterClients = new Map<string, ClusterClient>();
 
   private constructor(
     private readonly options: ResolvedOptions,
     private readonly shardMembers: readonly ShardMember[],
+    private readonly coordinatorMembers: readonly CoordinatorMember[],
     private readonly processes: ReadonlyMap<string, ManagedProcess>,
   ) {}
 
@@ -311,16 +352,28 @@ export class LocalCluster {
         ], member.address),
       );
     }
-    const coordinatorAddress = `127.0.0.1:${ports[members.length]!}`;
     const groupsFlag = options.groups
       .map((group) => `${group}=${members.filter((member) => member.group === group).map((member) => member.address).join('|')}`)
       .join(',');
-    processes.set(
-      'coordinator',
-      // One coordinator with the ring from --groups (the config engine), as `npm start` runs it.
-      new ManagedProcess('coordinator', COORDINATOR_MAIN, ['--engine', 'config', '--listen', coordinatorAddress, '--groups', groupsFlag, ...ringFlags], coordinatorAddress),
-    );
-    return new LocalCluster(options, members, processes);
+    const coordinators: CoordinatorMember[] = Array.from({ length: options.coordinators }, (_, index) => ({
+      memberId: `coordinator-${index}`,
+      name: options.coordinators === 1 ? 'coordinator' : `coordinator-${index}`,
+      address: `127.0.0.1:${ports[members.length + index]!}`,
+    }));
+    const metaPeers = coordinators.map((coordinator) => `${coordinator.memberId}=${coordinator.address}`).join(',');
+    for (const coordinator of coordinators) {
+      const engineFlags =
+        options.coordinators === 1
+          ? // One coordinator with the ring from --groups (the config engine).
+            ['--engine', 'config', '--listen', coordinator.address]
+          : // The meta group, as `npm start` runs it: --groups and the ring flags seed it when empty.
+            ['--engine', 'raft', '--member-id', coordinator.memberId, '--listen', coordinator.address, '--peers', metaPeers, '--data-dir', join(options.dataDir, coordinator.memberId)];
+      processes.set(
+        coordinator.name,
+        new ManagedProcess(coordinator.name, COORDINATOR_MAIN, [...engineFlags, '--groups', groupsFlag, ...ringFlags, ...options.coordinatorArgs], coordinator.address),
+      );
+    }
+    return new LocalCluster(options, members, coordinators, processes);
   }
 
   get groups(): readonly string[] {
@@ -343,8 +396,24 @@ export class LocalCluster {
     return this.options.engine;
   }
 
+  /** The first coordinator's address: the one `npm start` and the README name. */
   get coordinatorAddress(): string {
-    return this.process('coordinator').address;
+    return this.coordinatorMembers[0]!.address;
+  }
+
+  /** Every coordinator's address, in member order. */
+  get coordinatorAddresses(): string[] {
+    return this.coordinatorMembers.map((coordinator) => coordinator.address);
+  }
+
+  /** Every coordinator's process name, in member order. */
+  get coordinatorNames(): string[] {
+    return this.coordinatorMembers.map((coordinator) => coordinator.name);
+  }
+
+  /** Whether the coordinators form a Raft meta group (more than one), rather than one with the config engine. */
+  get metaGroup(): boolean {
+    return this.options.coordinators > 1;
   }
 
   /** The address of a process by name ("shard-g1-2", "coordinator"). */
@@ -367,7 +436,7 @@ export class LocalCluster {
     return this.membersOf(group).map((member) => member.name);
   }
 
-  /** Every process name, shards first. */
+  /** Every process name, shards first, then the coordinators. */
   get processNames(): string[] {
     return [...this.processes.keys()];
   }
@@ -392,16 +461,22 @@ export class LocalCluster {
   }
 
   /**
-   * Starts every process: the shards together, then, with Raft, waits until every group has
-   * elected a leader (so the first request does not race the first election), then the coordinator.
+   * Starts every process that is not running: the shards together, then, with Raft, waits until
+   * every group has elected a leader (so the first request does not race the first election), then
+   * the coordinators together; with the meta group, waits until every coordinator answers
+   * Cluster.GetRing (the meta group has a leader and holds the ring: "serving" only means a
+   * coordinator recovered its own log).
    */
   async startAll(): Promise<void> {
-    const shards = this.processNames.filter((name) => name !== 'coordinator' && !this.running(name));
+    const coordinatorNames = new Set(this.coordinatorNames);
+    const shards = this.processNames.filter((name) => !coordinatorNames.has(name) && !this.running(name));
     await Promise.all(shards.map((name) => this.process(name).start(this.options.readyTimeoutMs)));
     if (this.options.engine === 'raft') {
       await Promise.all(this.groups.map((group) => this.leaderOf(group, { timeoutMs: this.options.leaderTimeoutMs })));
     }
-    if (!this.running('coordinator')) await this.process('coordinator').start(this.options.readyTimeoutMs);
+    const coordinators = this.coordinatorNames.filter((name) => !this.running(name));
+    await Promise.all(coordinators.map((name) => this.process(name).start(this.options.readyTimeoutMs)));
+    if (this.metaGroup) await Promise.all(this.coordinatorNames.map((name) => this.ringServed(name, { timeoutMs: this.options.leaderTimeoutMs })));
   }
 
   /** Sends `signal` (default SIGKILL) to a process and resolves with how it ended. */
@@ -489,6 +564,75 @@ export class LocalCluster {
     }
   }
 
+  /**
+   * Waits until coordinator `name` answers Cluster.GetRing, which it does once the meta group has a
+   * leader holding the ring (a follower forwards the call to it). Resolves with the ring's epoch;
+   * fails after `timeoutMs` (a liveness bound) with the last answer.
+   */
+  async ringServed(name: string, { timeoutMs = DEFAULT_LEADER_TIMEOUT_MS }: { timeoutMs?: number } = {}): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    const client = this.clusterClient(name);
+    let last = 'no answer yet';
+    for (;;) {
+      try {
+        return (await unary(client.getRing.bind(client), {}, STATUS_DEADLINE_MS)).epoch;
+      } catch (error) {
+        last = describeError(error);
+      }
+      if (Date.now() > deadline) throw new Error(`${name} did not answer Cluster.GetRing within ${timeoutMs} ms (last: ${last})`);
+      await sleep(POLL_MS);
+    }
+  }
+
+  /** What coordinator `name` says about itself in the meta group (one attempt, short deadline). */
+  async coordinatorStatus(name: string): Promise<CoordinatorStatus> {
+    const client = this.clusterClient(name);
+    const metadata = new Metadata();
+    metadata.set(STATUS_SCOPE_HEADER, 'member');
+    const response = await new Promise<StatusResponse>((resolve, reject) => {
+      client.status({}, metadata, { deadline: Date.now() + STATUS_DEADLINE_MS }, (error, answer) => (error === null ? resolve(answer) : reject(error)));
+    });
+    const member = response.meta?.members[0];
+    if (member === undefined) throw new Error(`${name} answered Cluster.Status without its meta member`);
+    return { name, address: this.address(name), member, leaderId: response.meta?.leaderId ?? '' };
+  }
+
+  /**
+   * The meta group's leader: polls every running coordinator until exactly one says it leads, in
+   * the highest term any of them reports, and every one that answers names it. Fails after
+   * `timeoutMs` (a liveness bound, default 15 s) with what each said.
+   */
+  async metaLeader({ timeoutMs = DEFAULT_LEADER_TIMEOUT_MS }: { timeoutMs?: number } = {}): Promise<CoordinatorStatus> {
+    if (!this.metaGroup) throw new Error('this cluster runs one coordinator with the config engine: there is no meta group');
+    const deadline = Date.now() + timeoutMs;
+    let seen = '';
+    for (;;) {
+      const answers = await Promise.all(
+        this.coordinatorNames
+          .filter((name) => this.running(name))
+          .map(async (name) => {
+            try {
+              return await this.coordinatorStatus(name);
+            } catch (error) {
+              return { name, error: describeError(error) };
+            }
+          }),
+      );
+      const statuses = answers.filter((answer): answer is CoordinatorStatus => !('error' in answer));
+      const topTerm = Math.max(0, ...statuses.map((answer) => answer.member.term));
+      const leaders = statuses.filter((answer) => answer.member.role === MemberRole.MEMBER_ROLE_LEADER && answer.member.term === topTerm);
+      const leader = leaders.length === 1 ? leaders[0]! : undefined;
+      if (leader !== undefined && statuses.every((answer) => answer.leaderId === leader.member.memberId)) return leader;
+      seen = answers
+        .map((answer) =>
+          'error' in answer ? `${answer.name}: ${answer.error}` : `${answer.name}: ${MemberRole[answer.member.role]} term ${answer.member.term} leader ${answer.leaderId || '(none)'}`,
+        )
+        .join('; ');
+      if (Date.now() > deadline) throw new Error(`the meta group has no leader that every running coordinator follows after ${timeoutMs} ms: ${seen}`);
+      await sleep(POLL_MS);
+    }
+  }
+
   /** The recent output of one process, or of all of them, for failure messages. */
   logs(name?: string): string {
     const names = name === undefined ? this.processNames : [name];
@@ -502,8 +646,9 @@ export class LocalCluster {
    */
   stop(): Promise<Map<string, ProcessExit | undefined>> {
     this.stopped ??= (async () => {
-      for (const client of this.statusClients.values()) client.close();
+      for (const client of [...this.statusClients.values(), ...this.clusterClients.values()]) client.close();
       this.statusClients.clear();
+      this.clusterClients.clear();
       const wasRunning = this.processNames.filter((name) => this.process(name).running);
       const exits = new Map<string, ProcessExit | undefined>();
       await Promise.all(
@@ -521,6 +666,16 @@ export class LocalCluster {
     const members = this.shardMembers.filter((member) => member.group === group);
     if (members.length === 0) throw new Error(`no shard group ${JSON.stringify(group)} (known: ${this.groups.join(', ')})`);
     return members;
+  }
+
+  private clusterClient(name: string): ClusterClient {
+    const address = this.process(name).address;
+    let client = this.clusterClients.get(address);
+    if (client === undefined) {
+      client = clusterClient(address);
+      this.clusterClients.set(address, client);
+    }
+    return client;
   }
 
   private process(name: string): ManagedProcess {
@@ -542,8 +697,9 @@ export function shardProcessName(group: string, replica = 0): string {
 
 /**
  * Starts every replica on free ports, waits until each prints "serving" (and, with Raft, until
- * every group has a leader), then starts the coordinator pointing at them. On failure everything
- * started is stopped and the error carries the output.
+ * every group has a leader), then starts the coordinators pointing at them and, with the meta
+ * group, waits until it serves the ring. On failure everything started is stopped and the error
+ * carries the output.
  */
 export async function startLocalCluster(options: ClusterOptions): Promise<LocalCluster> {
   if (options.groups.length === 0 || new Set(options.groups).size !== options.groups.length) {
@@ -553,12 +709,16 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
   const replicas = options.replicas ?? (engine === 'single' ? 1 : DEFAULT_REPLICAS);
   if (!Number.isInteger(replicas) || replicas < 1) throw new Error(`startLocalCluster: replicas must be a positive integer (got ${replicas})`);
   if (engine === 'single' && replicas !== 1) throw new Error(`startLocalCluster: the single engine runs one replica per group (got replicas ${replicas})`);
+  const coordinators = options.coordinators ?? 3;
+  if (coordinators !== 1 && coordinators !== 3) throw new Error(`startLocalCluster: coordinators must be 1 (config engine) or 3 (the meta group) (got ${String(coordinators)})`);
   const ownsDataDir = options.dataDir === undefined;
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'concord-test-')));
   const resolved: Omit<ResolvedOptions, 'dataDir' | 'ownsDataDir'> = {
     groups: options.groups,
     replicas,
     engine,
+    coordinators,
+    coordinatorArgs: options.coordinatorArgs ?? [],
     shardArgs: options.shardArgs ?? [],
     ringVnodes: options.ringVnodes ?? 128,
     ringEpoch: options.ringEpoch ?? 1,
@@ -567,7 +727,7 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
   };
   let lastError: unknown;
   for (let attempt = 1; attempt <= PORT_RACE_ATTEMPTS; attempt++) {
-    const ports = await freePorts(options.groups.length * replicas + 1);
+    const ports = await freePorts(options.groups.length * replicas + coordinators);
     const cluster = LocalCluster.create({ ...resolved, dataDir, ownsDataDir }, ports);
     try {
       await cluster.startAll();
@@ -579,8 +739,9 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
       await stopProcessesOnly(cluster);
       // Raft members record their group's addresses in their logs when they bootstrap: a retry on
       // other ports must start from empty data directories, which only one this harness made can be.
-      if (!portTaken || (engine === 'raft' && !ownsDataDir)) break;
-      if (engine === 'raft') await rm(dataDir, { recursive: true, force: true, maxRetries: 3 });
+      const raftSomewhere = engine === 'raft' || coordinators > 1;
+      if (!portTaken || (raftSomewhere && !ownsDataDir)) break;
+      if (raftSomewhere) await rm(dataDir, { recursive: true, force: true, maxRetries: 3 });
     }
   }
   if (ownsDataDir) await rm(dataDir, { recursive: true, force: true, maxRetries: 3 });
