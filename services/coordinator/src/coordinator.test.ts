@@ -99,6 +99,7 @@ describe('coordinator with three shard groups', () => {
             tickMs: 50,
             electionTicks: 10,
             heartbeatTicks: 1,
+            readMode: 'safe',
             sync: false,
             snapshotEvery: 10_000,
             logLevel: 'silent',

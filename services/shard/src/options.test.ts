@@ -36,10 +36,16 @@ describe('compileShardOptions', () => {
       tickMs: 50,
       electionTicks: 10,
       heartbeatTicks: 1,
+      readMode: 'safe',
       sync: true,
       snapshotEvery: 10000,
       logLevel: 'info',
     });
+  });
+
+  it('takes --read-mode lease and refuses unknown read modes, naming the choices', () => {
+    assert.equal(compile([...REQUIRED, '--read-mode', 'lease']).readMode, 'lease');
+    assertOptionsError([...REQUIRED, '--read-mode', 'fast'], /--read-mode.*safe.*lease/);
   });
 
   it('runs the single engine without peers, on port 0 by default', () => {

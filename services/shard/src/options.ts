@@ -48,6 +48,8 @@ export interface ShardOptions {
   electionTicks: number;
   /** Raft only: ticks between a leader's heartbeats. */
   heartbeatTicks: number;
+  /** Raft only: how linearizable reads confirm leadership (see SHARD_READ_MODES). */
+  readMode: ShardReadMode;
   /** fsync every log append before acknowledging a write. */
   sync: boolean;
   /** Applied entries between snapshots (each snapshot compacts the log). */
@@ -71,11 +73,22 @@ interface RawShardOptions extends Record<string, unknown> {
   tickMs: number;
   electionTicks: number;
   heartbeatTicks: number;
+  readMode: string;
   sync: boolean;
   snapshotEvery: number;
   logLevel: string;
   metricsListen: string;
 }
+
+/**
+ * safe: every linearizable read confirms leadership with a heartbeat round to a majority (ReadIndex,
+ * Raft thesis §6.4). lease: the leader answers from its lease (thesis §6.4.1) while it heard from a
+ * majority within the last election timeout minus a safety margin of max(1, ⌈election-ticks / 5⌉)
+ * ticks — correct only while the tick rates of any two replicas differ by less than about 20% and
+ * no replica pauses (GC, VM stall) longer than that margin; use safe where that cannot be bounded.
+ */
+export const SHARD_READ_MODES = ['safe', 'lease'] as const;
+export type ShardReadMode = (typeof SHARD_READ_MODES)[number];
 
 /** Every shard setting, in the order `--help` lists them. */
 export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: OptionSpec } = {
@@ -184,6 +197,17 @@ export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: Option
     max: 10_000,
     doc: 'Raft: a leader sends heartbeats every this many ticks; must be less than --election-ticks.',
   },
+  readMode: {
+    kind: 'enum',
+    flag: 'read-mode',
+    env: 'CONCORD_READ_MODE',
+    default: 'safe',
+    values: SHARD_READ_MODES,
+    doc:
+      'Raft: how linearizable reads confirm leadership. safe: a heartbeat round to a majority per batch of reads (ReadIndex). ' +
+      'lease: no round while the leader holds its lease (election timeout minus max(1, election-ticks/5) ticks); ' +
+      'correct only if replica clocks drift less than about 20% and no replica stalls longer than that margin.',
+  },
   sync: {
     kind: 'bool',
     flag: 'sync',
@@ -287,6 +311,7 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     tickMs: raw.tickMs,
     electionTicks: raw.electionTicks,
     heartbeatTicks: raw.heartbeatTicks,
+    readMode: raw.readMode as ShardReadMode,
     sync: raw.sync,
     snapshotEvery: raw.snapshotEvery,
     logLevel: raw.logLevel as ShardOptions['logLevel'],

@@ -139,6 +139,7 @@ function createGroup(
         tickMs: options.tickMs,
         electionTicks: options.electionTicks,
         heartbeatTicks: options.heartbeatTicks,
+        readOnlyMode: options.readMode === 'lease' ? 'lease_based' : 'safe',
         snapshotEvery: options.snapshotEvery,
         sync: options.sync,
         logger,

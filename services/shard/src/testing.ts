@@ -36,6 +36,7 @@ export function testShardOptions(fields: Pick<ShardOptions, 'dataDir' | 'engine'
     tickMs: 50,
     electionTicks: 10,
     heartbeatTicks: 1,
+    readMode: 'safe',
     sync: false,
     snapshotEvery: 10_000,
     logLevel: 'silent',
