@@ -9,3 +9,4 @@ export type { LoopSummary, MachineInfo } from './report.js';
 export { CpuSampler, machineBusyShare } from './cpu.js';
 export type { CpuSample, CpuUse } from './cpu.js';
 export { runKvBench } from './kv/kv-bench.js';
+export { runRaftBench } from './raft/raft-bench.js';

@@ -1,8 +1,10 @@
 // `npm run bench -- <name> [flags]`: runs one benchmark; JSON results on stdout, progress on stderr.
 import { runKvBench } from './kv/kv-bench.js';
+import { runRaftBench } from './raft/raft-bench.js';
 
 const BENCHMARKS: Record<string, { summary: string; run: (argv: readonly string[]) => Promise<number> }> = {
   kv: { summary: 'put / linearizable get through the coordinator and direct, against a gRPC echo floor', run: runKvBench },
+  raft: { summary: 'one Concord shard group (3 Raft replicas) next to a 3-member etcd cluster: put / linearizable get', run: runRaftBench },
 };
 
 const USAGE = `Usage: npm run bench -- <benchmark> [flags]   (<benchmark> --help lists its flags)

@@ -76,6 +76,33 @@ describe('RaftGroup over gRPC', () => {
     assert.equal(follower.machine.values.get('x'), '1');
   });
 
+  it('batches concurrent read barriers into few ReadIndex rounds, each covering every write acknowledged before its callers', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    const leader = await cluster.leader();
+    const follower = cluster.running().find((member) => member.id !== leader.id)!;
+    const written = await Promise.all(Array.from({ length: 20 }, (_, i) => proposeOnLeader(cluster!, `w${i}=${i}`)));
+    const lastWritten = Math.max(...written.map((outcome) => outcome.index));
+
+    const roundsBefore = leader.group.readIndexRounds;
+    const first = Array.from({ length: 200 }, () => leader.group.readBarrier());
+    // A write acknowledged while the first barriers' round may still be in flight: the barriers
+    // called after it must not be served by that round.
+    const between = await proposeOnLeader(cluster, 'between=1');
+    const second = Array.from({ length: 50 }, () => leader.group.readBarrier());
+    const onFollower = Array.from({ length: 50 }, () => follower.group.readBarrier());
+
+    for (const outcome of await Promise.all(first)) {
+      assert.ok(outcome.kind === 'ready' && outcome.index >= lastWritten, `first batch: ${JSON.stringify(outcome)}`);
+    }
+    for (const outcome of await Promise.all([...second, ...onFollower])) {
+      assert.ok(outcome.kind === 'ready' && outcome.index >= between.index, `after the write: ${JSON.stringify(outcome)}`);
+    }
+    const rounds = leader.group.readIndexRounds - roundsBefore;
+    assert.ok(rounds >= 1 && rounds <= 20, `250 barriers on the leader took ${rounds} ReadIndex rounds`);
+    assert.ok(follower.group.readIndexRounds <= 20, `50 barriers on a follower took ${follower.group.readIndexRounds} rounds`);
+    assert.ok(follower.group.status().appliedIndex >= between.index);
+  });
+
   it('elects a new leader when the leader stops, keeps every acknowledged write, and lets the old leader catch up', async () => {
     cluster = await TestCluster.start(['a', 'b', 'c']);
     const first = await cluster.leader();

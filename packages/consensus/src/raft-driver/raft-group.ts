@@ -181,11 +181,18 @@ interface PendingMembershipChange {
   resolve(outcome: MembershipOutcome): void;
 }
 
+/** One readBarrier() caller; `settled` once answered (by its round, its timeout or a stop). */
+interface ReadWaiter {
+  resolve(outcome: ReadBarrierOutcome): void;
+  timer?: NodeJS.Timeout;
+  settled: boolean;
+}
+
+/** One ReadIndex round: a single core.readIndex request that answers every caller in it. */
 interface PendingRead {
   /** Set once the core's ReadState for this request arrives. */
   index?: number;
-  resolve(outcome: ReadBarrierOutcome): void;
-  timer: NodeJS.Timeout;
+  waiters: ReadWaiter[];
 }
 
 function positiveInteger(name: string, value: number | undefined, fallback: number): number {
@@ -236,6 +243,13 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
 
   private readonly proposals = new Map<number, PendingProposal<Result>>();
   private readonly membershipChanges = new Map<number, PendingMembershipChange>();
+  /**
+   * Read barriers are batched like etcd's linearizableReadLoop: while a ReadIndex round is in
+   * flight (requested, no ReadState yet), new callers wait here and join the next round, which
+   * starts once the round in flight has its ReadState. A round is always requested after every
+   * caller in it arrived, so its index covers every write acknowledged before any of them called.
+   */
+  private waitingReads: ReadWaiter[] = [];
   private readonly reads = new Map<string, PendingRead>();
   private readCounter = 0;
   /**
@@ -436,6 +450,11 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     );
   }
 
+  /** ReadIndex rounds this member has requested from its core (each serves a batch of read barriers). */
+  get readIndexRounds(): number {
+    return this.readCounter;
+  }
+
   readBarrier(): Promise<ReadBarrierOutcome> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.state === 'stopped') return Promise.resolve({ kind: 'not_leader', ...this.leaderHint() });
@@ -552,7 +571,10 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
         const ticks = this.pendingTicks;
         this.pendingTicks = 0;
         for (let i = 0; i < ticks; i++) this.requireCore().tick();
+        this.startReadRound();
         await this.processReady();
+        // A round answered by this Ready (a ReadState arrived) lets the next one start at once.
+        while (this.state !== 'stopped' && this.startReadRound()) await this.processReady();
         this.maybeSnapshot();
       } while ((this.queue.length > 0 || this.pendingTicks > 0) && this.state !== 'stopped');
     } catch (error) {
@@ -588,15 +610,11 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
         return;
       }
       case 'read': {
-        const key = `${this.options.memberId}/${this.instanceNonce}/${++this.readCounter}`;
-        const result = core.readIndex(Buffer.from(key, 'utf8'));
-        if (result.kind === 'not_leader') {
-          event.waiter.resolve({ kind: 'not_leader', ...this.hintFor(result.leaderId) });
-          return;
-        }
-        const timer = setTimeout(() => this.settleRead(key, { kind: 'not_leader', ...this.leaderHint() }), this.readTimeoutMs);
-        timer.unref();
-        this.reads.set(key, { resolve: event.waiter.resolve, timer });
+        // Joins the next round; startReadRound() requests it once no round is in flight.
+        const waiter: ReadWaiter = { resolve: event.waiter.resolve, settled: false };
+        waiter.timer = setTimeout(() => this.settleWaiter(waiter, { kind: 'not_leader', ...this.leaderHint() }), this.readTimeoutMs);
+        waiter.timer.unref();
+        this.waitingReads.push(waiter);
         return;
       }
       case 'membership': {
@@ -850,6 +868,36 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     previous.resolve({ kind: 'rejected', reason: `index ${index} was reused by a later leader term; check status() for the outcome` });
   }
 
+  /**
+   * Requests one ReadIndex round for every caller waiting, unless a round is still in flight (it
+   * has no ReadState yet) or nobody waits. Returns whether it fed the core a request. Called
+   * between Readies only, never between ready() and advance().
+   */
+  private startReadRound(): boolean {
+    const waiting = this.waitingReads.filter((waiter) => !waiter.settled);
+    this.waitingReads = [];
+    if (waiting.length === 0) return false;
+    for (const [key, read] of this.reads) {
+      if (read.index !== undefined) continue;
+      // A round whose callers all timed out is given up: its ReadState may never come.
+      if (read.waiters.every((waiter) => waiter.settled)) {
+        this.reads.delete(key);
+        continue;
+      }
+      this.waitingReads = waiting;
+      return false;
+    }
+    const key = `${this.options.memberId}/${this.instanceNonce}/${++this.readCounter}`;
+    const result = this.requireCore().readIndex(Buffer.from(key, 'utf8'));
+    if (result.kind === 'not_leader') {
+      const hint = this.hintFor(result.leaderId);
+      for (const waiter of waiting) this.settleWaiter(waiter, { kind: 'not_leader', ...hint });
+      return false;
+    }
+    this.reads.set(key, { waiters: waiting });
+    return true;
+  }
+
   private onReadState(readState: ReadState): void {
     const key = Buffer.from(readState.context).toString('utf8');
     const read = this.reads.get(key);
@@ -863,12 +911,19 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     }
   }
 
+  /** Answers every caller of one round that is still waiting for it. */
   private settleRead(key: string, outcome: ReadBarrierOutcome): void {
     const read = this.reads.get(key);
     if (read === undefined) return;
     this.reads.delete(key);
-    clearTimeout(read.timer);
-    read.resolve(outcome);
+    for (const waiter of read.waiters) this.settleWaiter(waiter, outcome);
+  }
+
+  private settleWaiter(waiter: ReadWaiter, outcome: ReadBarrierOutcome): void {
+    if (waiter.settled) return;
+    waiter.settled = true;
+    clearTimeout(waiter.timer);
+    waiter.resolve(outcome);
   }
 
   // ---------------------------------------------------------------- snapshots
@@ -1173,6 +1228,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     }
     this.membershipChanges.clear();
     for (const key of [...this.reads.keys()]) this.settleRead(key, { kind: 'not_leader', ...this.leaderHint() });
+    for (const waiter of this.waitingReads.splice(0)) this.settleWaiter(waiter, { kind: 'not_leader', ...this.leaderHint() });
     for (const waiter of this.snapshotInProgress ?? []) waiter.reject(new Error(reason));
     this.snapshotInProgress = undefined;
   }

@@ -1,0 +1,388 @@
+// `npm run bench -- raft`: one Concord shard group of three Raft replicas next to a three-member
+// etcd cluster, under the same closed-loop load (puts at concurrency 1 and 64, linearizable gets
+// at 64), each system measured with its own client against its leader. The systems run one after
+// the other, never at the same time, so neither takes cores from the other.
+import { randomBytes } from 'node:crypto';
+import { rmSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Etcd3 } from 'etcd3';
+import { ReadConsistency } from '@concord/proto/common';
+import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
+import { runClosedLoop, type ClosedLoopOptions } from '../closed-loop.js';
+import { CpuSampler, machineBusyShare, type CpuSample, type CpuUse } from '../cpu.js';
+import { ERROR_RATE_WARNING, formatSummary, machineInfo, ratio, summarize, type LoopSummary, type MachineInfo } from '../report.js';
+import { ETCD_BINARY, ProcessSet, ensureEtcd, etcdVersion, startConcordGroup, startEtcdCluster } from './processes.js';
+
+const KEY_BYTES = 16;
+const VALUE_BYTES = 256;
+const BUSY_SAMPLE_MS = 500;
+const BUSY_WARNING = 0.2;
+const OTHER_CORES_WARNING = 0.2;
+const LEADER_TIMEOUT_MS = 30_000;
+/** Enough for a 1 MiB value plus framing, like the Concord SDK. */
+const SHARD_CHANNEL_OPTIONS = { 'grpc.max_send_message_length': 8 * 1024 * 1024, 'grpc.max_receive_message_length': 8 * 1024 * 1024 };
+
+const USAGE = `Usage: npm run bench -- raft [flags]
+
+A Concord shard group (3 Raft replicas, fsync on) next to a 3-member etcd cluster (fsync on), same
+load: puts of ${KEY_BYTES}-byte keys and ${VALUE_BYTES}-byte values at concurrency 1 and 64, linearizable gets at 64.
+Needs ${ETCD_BINARY} (Debian package etcd-server; installed with apt-get when running as root).
+
+  --duration <s>      measured seconds per scenario (default 5)
+  --warmup <s>        unrecorded seconds before each window (default 1)
+  --read-keys <n>     keys written before the get scenario (default 4096)
+  --deadline-ms <ms>  deadline of every request (default 5000)
+  --systems <list>    concord,etcd (default both)
+`;
+
+interface Options {
+  durationS: number;
+  warmupS: number;
+  readKeys: number;
+  deadlineMs: number;
+  systems: System[];
+}
+
+type System = 'concord' | 'etcd';
+type Op = 'put' | 'get';
+
+interface Scenario {
+  id: string;
+  op: Op;
+  concurrency: number;
+}
+
+const SCENARIOS: readonly Scenario[] = [
+  { id: 'put-c1', op: 'put', concurrency: 1 },
+  { id: 'put-c64', op: 'put', concurrency: 64 },
+  { id: 'get-c64', op: 'get', concurrency: 64 },
+];
+
+interface Result extends LoopSummary {
+  id: string;
+  system: System;
+  op: Op;
+  concurrency: number;
+  cpu: Record<string, CpuUse>;
+  leader_changed?: string;
+}
+
+/** What one system offers the loop: its write, its linearizable read, and who leads. */
+interface Target {
+  put(key: string, value: Buffer): Promise<void>;
+  get(key: string): Promise<Buffer | undefined>;
+  /** The leader's process name (for the CPU roles and to detect a change). */
+  leader(): Promise<string>;
+  close(): void;
+}
+
+class UsageError extends Error {}
+
+function parseArgs(argv: readonly string[]): Options | undefined {
+  const options: Options = { durationS: 5, warmupS: 1, readKeys: 4096, deadlineMs: 5000, systems: ['concord', 'etcd'] };
+  const number = (flag: string, raw: string | undefined, min: number): number => {
+    const value = Number(raw);
+    if (raw === undefined || !Number.isFinite(value) || value < min) throw new UsageError(`${flag}: expected a number ≥ ${min}, got ${String(raw)}`);
+    return value;
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    if (flag === '--help' || flag === '-h') return undefined;
+    const [name, inline] = flag.includes('=') ? [flag.slice(0, flag.indexOf('=')), flag.slice(flag.indexOf('=') + 1)] : [flag, undefined];
+    const value = (): string | undefined => inline ?? argv[++i];
+    switch (name) {
+      case '--duration':
+        options.durationS = number(name, value(), 0.1);
+        break;
+      case '--warmup':
+        options.warmupS = number(name, value(), 0);
+        break;
+      case '--read-keys':
+        options.readKeys = Math.floor(number(name, value(), 1));
+        break;
+      case '--deadline-ms':
+        options.deadlineMs = number(name, value(), 1);
+        break;
+      case '--systems': {
+        const systems = (value() ?? '').split(',').filter((s) => s !== '');
+        for (const system of systems) if (system !== 'concord' && system !== 'etcd') throw new UsageError(`--systems: unknown system ${JSON.stringify(system)}`);
+        if (systems.length === 0) throw new UsageError('--systems: name at least one of concord, etcd');
+        options.systems = systems as System[];
+        break;
+      }
+      default:
+        throw new UsageError(`unknown flag ${JSON.stringify(flag)}`);
+    }
+  }
+  return options;
+}
+
+function progress(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** `prefix` then the index, zero-padded to KEY_BYTES. */
+function benchKey(prefix: string, index: number): string {
+  return `${prefix}${String(index).padStart(KEY_BYTES - prefix.length, '0')}`;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export async function runRaftBench(argv: readonly string[]): Promise<number> {
+  let options: Options | undefined;
+  try {
+    options = parseArgs(argv);
+  } catch (error) {
+    if (!(error instanceof UsageError)) throw error;
+    process.stderr.write(`bench raft: ${error.message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (options === undefined) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  if (options.systems.includes('etcd')) ensureEtcd(progress);
+
+  const set = new ProcessSet();
+  const root = await mkdtemp(join(tmpdir(), 'concord-bench-raft-'));
+  const onExit = (): void => {
+    set.killNow();
+    rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+  };
+  process.on('exit', onExit);
+  const onSignal = (signal: NodeJS.Signals): void => {
+    progress(`${signal}: stopping every process started`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+  for (const signal of signals) process.once(signal, onSignal);
+  try {
+    return await measure(options, set, root);
+  } finally {
+    await set.stopAll();
+    await rm(root, { recursive: true, force: true, maxRetries: 3 });
+    process.off('exit', onExit);
+    for (const signal of signals) process.off(signal, onSignal);
+  }
+}
+
+async function measure(options: Options, set: ProcessSet, root: string): Promise<number> {
+  const machine: MachineInfo = machineInfo(await machineBusyShare(BUSY_SAMPLE_MS));
+  if (machine.cpu_busy_before_start > BUSY_WARNING) {
+    progress(`WARNING other work kept ${Math.round(machine.cpu_busy_before_start * 100)}% of the cores busy before the run: figures will be low and noisy`);
+  }
+  const value = randomBytes(VALUE_BYTES);
+  const results: Result[] = [];
+
+  for (const system of options.systems) {
+    const dataDir = join(root, system);
+    let target: Target;
+    let names: string[];
+    if (system === 'concord') {
+      const addresses = await startConcordGroup(set, dataDir, root);
+      names = [...addresses.keys()];
+      progress(`concord: 3 shard replicas of g1 on ${[...addresses.values()].join(', ')}`);
+      target = await concordTarget(addresses, options.deadlineMs);
+    } else {
+      const urls = await startEtcdCluster(set, dataDir, root);
+      names = [...urls.keys()];
+      progress(`etcd ${etcdVersion()}: 3 members, clients on ${[...urls.values()].join(', ')}`);
+      target = await etcdTarget(urls, options.deadlineMs);
+    }
+    try {
+      const leader = await target.leader();
+      progress(`${system}: leader ${leader}; writing ${options.readKeys} keys for the gets`);
+      await writeReadKeys(target, options.readKeys, value);
+      let nextWrite = 0;
+      let nextRead = 0;
+      for (const scenario of SCENARIOS) {
+        const leaderBefore = await target.leader();
+        const sampler = new CpuSampler(
+          names.map((name) => ({ role: name === leaderBefore ? `${system}_leader` : `${system}_followers`, pid: set.pid(name) })),
+        );
+        const operation: ClosedLoopOptions['operation'] =
+          scenario.op === 'put'
+            ? () => target.put(benchKey('w', nextWrite++), value)
+            : async () => {
+                const key = benchKey('r', nextRead++ % options.readKeys);
+                const found = await target.get(key);
+                if (found?.length !== VALUE_BYTES) throw new Error(`get ${key}: a key written before the run is missing`);
+              };
+        let windowStart: CpuSample | undefined;
+        let windowEnd: CpuSample | undefined;
+        const loop = await runClosedLoop({
+          concurrency: scenario.concurrency,
+          warmupMs: options.warmupS * 1000,
+          durationMs: options.durationS * 1000,
+          operation,
+          onWindowStart: () => (windowStart = sampler.sample()),
+          onWindowEnd: () => (windowEnd = sampler.sample()),
+        });
+        const summary = summarize(loop);
+        const cpu = windowStart !== undefined && windowEnd !== undefined ? CpuSampler.use(windowStart, windowEnd, summary.ops_per_sec) : {};
+        const result: Result = { id: `${system}-${scenario.id}`, system, op: scenario.op, concurrency: scenario.concurrency, ...summary, cpu };
+        const leaderAfter = await target.leader().catch(() => 'unknown');
+        if (leaderAfter !== leaderBefore) result.leader_changed = `${leaderBefore} → ${leaderAfter}`;
+        results.push(result);
+        const all = cpu['all'];
+        progress(`${result.id.padEnd(16)} ${formatSummary(summary)}${all === undefined ? '' : `  cpu ${all.cores} cores (+${cpu['other']?.cores ?? 0} other)`}`);
+      }
+    } finally {
+      target.close();
+      await set.stopAll();
+    }
+  }
+
+  const warnings: string[] = [];
+  if (machine.cpu_busy_before_start > BUSY_WARNING) warnings.push(`other work kept ${Math.round(machine.cpu_busy_before_start * 100)}% of the cores busy before the run`);
+  for (const result of results) {
+    if (result.error_rate > ERROR_RATE_WARNING) warnings.push(`${result.id}: ${(result.error_rate * 100).toFixed(2)}% of requests failed; first: ${result.first_error ?? '?'}`);
+    if (result.leader_changed !== undefined) warnings.push(`${result.id}: the leader changed (${result.leader_changed})`);
+    const other = result.cpu['other']?.cores ?? 0;
+    if (other > OTHER_CORES_WARNING) warnings.push(`${result.id}: other processes used ${other} cores during the window; the figures are low`);
+  }
+  for (const warning of warnings) progress(`WARNING ${warning}`);
+
+  const ratios: Record<string, number | undefined> = {};
+  for (const scenario of SCENARIOS) {
+    const concord = results.find((r) => r.id === `concord-${scenario.id}`);
+    const etcd = results.find((r) => r.id === `etcd-${scenario.id}`);
+    const key = scenario.id.replace('-', '_');
+    ratios[`${key}_ops_per_sec_concord_vs_etcd`] = ratio(concord?.ops_per_sec, etcd?.ops_per_sec);
+    ratios[`${key}_p50_concord_vs_etcd`] = ratio(concord?.p50_ms, etcd?.p50_ms);
+    ratios[`${key}_p99_concord_vs_etcd`] = ratio(concord?.p99_ms, etcd?.p99_ms);
+  }
+  const report = {
+    bench: 'raft',
+    machine,
+    config: {
+      date: new Date().toISOString(),
+      loop: 'closed',
+      duration_s: options.durationS,
+      warmup_s: options.warmupS,
+      key_bytes: KEY_BYTES,
+      value_bytes: VALUE_BYTES,
+      read_keys: options.readKeys,
+      deadline_ms: options.deadlineMs,
+      replicas: 3,
+      fsync: true,
+      get_consistency: 'linearizable',
+      concord: 'one shard group (raft engine), generated ShardClient to the leader, one HTTP/2 connection',
+      etcd: options.systems.includes('etcd') ? `etcd ${etcdVersion()}, etcd3 npm client to the leader` : null,
+    },
+    results,
+    ratios,
+    warnings,
+  };
+  await new Promise<void>((resolve, reject) => {
+    process.stdout.write(`${JSON.stringify(report, null, 2)}\n`, (error) => (error ? reject(error) : resolve()));
+  });
+  return 0;
+}
+
+async function writeReadKeys(target: Target, count: number, value: Buffer): Promise<void> {
+  let next = 0;
+  const writer = async (): Promise<void> => {
+    for (let index = next++; index < count; index = next++) {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await target.put(benchKey('r', index), value);
+          break;
+        } catch (error) {
+          if (attempt >= 5) throw error;
+          await sleep(100 * attempt);
+        }
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 64 }, writer));
+}
+
+// ---------------------------------------------------------------- Concord
+
+function unary<Req, Res>(
+  call: (request: Req, metadata: Metadata, options: { deadline: Date }, callback: (error: ServiceError | null, response: Res) => void) => unknown,
+  request: Req,
+  deadlineMs: number,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    call(request, new Metadata(), { deadline: new Date(Date.now() + deadlineMs) }, (error, response) => (error ? reject(error) : resolve(response)));
+  });
+}
+
+async function concordTarget(addresses: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
+  const clients = new Map([...addresses].map(([name, address]) => [name, new ShardClient(address, credentials.createInsecure(), SHARD_CHANNEL_OPTIONS)]));
+  const close = (): void => {
+    for (const client of clients.values()) client.close();
+  };
+  const findLeader = async (): Promise<{ name: string; status: ShardStatusResponse }> => {
+    const deadline = Date.now() + LEADER_TIMEOUT_MS;
+    for (;;) {
+      for (const [name, client] of clients) {
+        const status = await unary(client.status.bind(client), {}, 1000).catch(() => undefined);
+        if (status?.role === 'LEADER') return { name, status };
+      }
+      if (Date.now() > deadline) throw new Error(`no Concord leader within ${LEADER_TIMEOUT_MS} ms`);
+      await sleep(100);
+    }
+  };
+  try {
+    const { name, status } = await findLeader();
+    const leader = clients.get(name)!;
+    const ringEpoch = status.ringEpoch;
+    return {
+      put: async (key, value) => {
+        await unary(leader.put.bind(leader), { ringEpoch, key, value }, deadlineMs);
+      },
+      get: async (key) => {
+        const found = await unary(leader.get.bind(leader), { ringEpoch, key, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE }, deadlineMs);
+        return found.found ? found.value : undefined;
+      },
+      leader: async () => (await findLeader()).name,
+      close,
+    };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------- etcd
+
+async function etcdTarget(urls: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
+  const perMember = new Map([...urls].map(([name, url]) => [name, new Etcd3({ hosts: url })]));
+  const close = (): void => {
+    for (const client of perMember.values()) client.close();
+  };
+  const findLeader = async (): Promise<string> => {
+    const deadline = Date.now() + LEADER_TIMEOUT_MS;
+    for (;;) {
+      for (const [name, client] of perMember) {
+        const status = await client.maintenance.status({ deadline: new Date(Date.now() + 1000) }).catch(() => undefined);
+        if (status !== undefined && status.leader !== '0' && status.leader === status.header.member_id) return name;
+      }
+      if (Date.now() > deadline) throw new Error(`no etcd leader within ${LEADER_TIMEOUT_MS} ms`);
+      await sleep(100);
+    }
+  };
+  try {
+    const leaderName = await findLeader();
+    // One client, one connection, to the leader: the same shape as the Concord side.
+    const leader = perMember.get(leaderName)!;
+    const callOptions = () => ({ deadline: new Date(Date.now() + deadlineMs) });
+    return {
+      put: async (key, value) => {
+        await leader.put(key).value(value).options(callOptions()).exec();
+      },
+      get: async (key) => (await leader.get(key).options(callOptions()).buffer()) ?? undefined,
+      leader: findLeader,
+      close,
+    };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}
