@@ -2,7 +2,7 @@
 // into a typed CoordinatorOptions. Only src/main.ts calls compileCoordinatorOptions; everything
 // below takes options.
 
-import { RAFT_DEFAULTS } from '@concord/consensus';
+import { RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 import { compileOptionSpecs, LOG_LEVELS, OptionsError, type OptionSources, type OptionSpec } from '@concord/runtime';
 import { ID_DOC, ID_PATTERN, addressProblem, splitHostPort } from './addresses.js';
@@ -166,35 +166,7 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
     min: 1,
     doc: 'Epoch of the ring given by --groups; shards holding another epoch answer WRONG_SHARD.',
   },
-  tickMs: {
-    kind: 'int',
-    flag: 'tick-ms',
-    env: 'CONCORD_TICK_MS',
-    default: RAFT_DEFAULTS.tickMs,
-    min: 1,
-    max: 60_000,
-    doc: 'Raft: length of one tick in milliseconds; the timeouts below are counted in ticks.',
-  },
-  electionTicks: {
-    kind: 'int',
-    flag: 'election-ticks',
-    env: 'CONCORD_ELECTION_TICKS',
-    default: RAFT_DEFAULTS.electionTicks,
-    min: 2,
-    max: 10_000,
-    doc:
-      'Raft: election timeout in ticks. A follower that hears no leader for --election-ticks × --tick-ms, randomized up to ' +
-      'twice that (0.5–1 s by default), campaigns; a leader that hears no majority for as long steps down.',
-  },
-  heartbeatTicks: {
-    kind: 'int',
-    flag: 'heartbeat-ticks',
-    env: 'CONCORD_HEARTBEAT_TICKS',
-    default: RAFT_DEFAULTS.heartbeatTicks,
-    min: 1,
-    max: 10_000,
-    doc: 'Raft: a leader sends heartbeats every this many ticks; must be less than --election-ticks.',
-  },
+  ...RAFT_TIMING_OPTION_SPECS,
   sync: {
     kind: 'bool',
     flag: 'sync',

@@ -2,7 +2,7 @@
 // a typed ShardOptions. Only src/main.ts calls compileShardOptions; everything below takes options.
 
 import { compileOptionSpecs, LOG_LEVELS, OptionsError, type OptionSources, type OptionSpec } from '@concord/runtime';
-import { DEFAULT_SNAPSHOT_EVERY, RAFT_DEFAULTS, type EngineName } from '@concord/consensus';
+import { DEFAULT_SNAPSHOT_EVERY, RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS, type EngineName } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 
 /** Engines the shard role can run today, the default first; multipaxos joins this list when it exists. */
@@ -168,35 +168,7 @@ export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: Option
       '--engine raft. Read only to bootstrap an empty data dir: once the data dir holds Raft state, membership comes from the ' +
       'replicated log and this setting is ignored.',
   },
-  tickMs: {
-    kind: 'int',
-    flag: 'tick-ms',
-    env: 'CONCORD_TICK_MS',
-    default: RAFT_DEFAULTS.tickMs,
-    min: 1,
-    max: 60_000,
-    doc: 'Raft: length of one tick in milliseconds; the timeouts below are counted in ticks.',
-  },
-  electionTicks: {
-    kind: 'int',
-    flag: 'election-ticks',
-    env: 'CONCORD_ELECTION_TICKS',
-    default: RAFT_DEFAULTS.electionTicks,
-    min: 2,
-    max: 10_000,
-    doc:
-      'Raft: election timeout in ticks. A follower that hears no leader for --election-ticks × --tick-ms, randomized up to ' +
-      'twice that (0.5–1 s by default), campaigns; a leader that hears no majority for as long steps down.',
-  },
-  heartbeatTicks: {
-    kind: 'int',
-    flag: 'heartbeat-ticks',
-    env: 'CONCORD_HEARTBEAT_TICKS',
-    default: RAFT_DEFAULTS.heartbeatTicks,
-    min: 1,
-    max: 10_000,
-    doc: 'Raft: a leader sends heartbeats every this many ticks; must be less than --election-ticks.',
-  },
+  ...RAFT_TIMING_OPTION_SPECS,
   readMode: {
     kind: 'enum',
     flag: 'read-mode',
