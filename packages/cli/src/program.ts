@@ -1,7 +1,9 @@
-// Commands of the `concord` CLI: `kv put|get|del|scan`, `status`, and `serve <role>` (the entry
+// Commands of the `concord` CLI: `kv put|get|del|scan`, `status`, `member add|promote|remove`, and `serve <role>` (the entry
 // point of the container image). Every command exits non-zero with the server's message on error.
 import { Command, Option } from 'commander';
 import { ConcordClient, ConcordError, failedBeforeSending } from '@concord/client';
+import type { ChangeShardMembershipResponse } from '@concord/proto/cluster';
+import { MembershipChangeKind } from '@concord/proto/shard';
 import { formatStatusTable, shortenError } from './status-table.js';
 
 export interface ProgramIo {
@@ -140,6 +142,49 @@ export function buildProgram(io: ProgramIo): Command {
       if (opts.json) print(JSON.stringify(status, null, 2));
       else io.stdout.write(formatStatusTable(status));
     });
+
+  const member = program
+    .command('member')
+    .description("change a shard group's replicas, one step at a time: add (as a learner), promote, remove");
+  const printMembers = (groupId: string, response: ChangeShardMembershipResponse, json: boolean | undefined) => {
+    if (json) {
+      print(JSON.stringify({ groupId, members: response.members }, null, 2));
+      return;
+    }
+    print(`group ${groupId}:`);
+    for (const m of response.members) print(`  ${m.memberId.padEnd(16)} ${m.address.padEnd(24)} ${m.voter ? 'voter' : 'learner'}`);
+  };
+  const changeMember = async (
+    groupId: string,
+    kind: MembershipChangeKind,
+    memberId: string,
+    address: string,
+    opts: { json?: boolean },
+  ) => {
+    const response = await withClient((c) => c.changeShardMembership({ groupId, kind, memberId, address }));
+    printMembers(groupId, response, opts.json);
+  };
+  member
+    .command('add <group> <member-id> <host:port>')
+    .description('add a replica as a learner: it receives the log but does not vote until promoted (start it with --join first)')
+    .option('--json', 'machine-readable output')
+    .action((groupId: string, memberId: string, address: string, opts: { json?: boolean }) =>
+      changeMember(groupId, MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_ADD_LEARNER, memberId, address, opts),
+    );
+  member
+    .command('promote <group> <member-id>')
+    .description("make a learner a voter, once it has caught up with the leader's log (concord status: its APPLIED reaches COMMIT)")
+    .option('--json', 'machine-readable output')
+    .action((groupId: string, memberId: string, opts: { json?: boolean }) =>
+      changeMember(groupId, MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_PROMOTE, memberId, '', opts),
+    );
+  member
+    .command('remove <group> <member-id>')
+    .description('take a replica out of its group (a dead one, once its replacement is a voter)')
+    .option('--json', 'machine-readable output')
+    .action((groupId: string, memberId: string, opts: { json?: boolean }) =>
+      changeMember(groupId, MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_REMOVE, memberId, '', opts),
+    );
 
   program
     .command('serve <role>')

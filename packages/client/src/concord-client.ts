@@ -1,5 +1,5 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
-import type { GetRingResponse, StatusResponse } from '@concord/proto/cluster';
+import type { ChangeShardMembershipRequest, ChangeShardMembershipResponse, GetRingResponse, StatusResponse } from '@concord/proto/cluster';
 import { ReadConsistency, type KeyValue } from '@concord/proto/common';
 import type { ScanResponse } from '@concord/proto/kv';
 import { batchedStreamSource, callUnary, type PullSource } from './calls.js';
@@ -253,6 +253,19 @@ export class ConcordClient {
     return this.coordinators.call('read', deadline, (address) => {
       const cluster = this.coordinators.cluster(address);
       return callUnary(cluster.getRing.bind(cluster), {}, deadline);
+    });
+  }
+
+  /**
+   * One membership step of a shard group (add a learner, promote it, remove a member), applied by
+   * the group's leader and recorded in the meta group; answers the group's members afterwards.
+   * A write: not sent again after a connection dropped with the call in flight.
+   */
+  changeShardMembership(request: ChangeShardMembershipRequest, options: CallOptions = {}): Promise<ChangeShardMembershipResponse> {
+    const deadline = this.deadline(options);
+    return this.coordinators.call('write', deadline, (address) => {
+      const cluster = this.coordinators.cluster(address);
+      return callUnary(cluster.changeShardMembership.bind(cluster), request, deadline);
     });
   }
 

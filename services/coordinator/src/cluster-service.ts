@@ -6,7 +6,10 @@ import { CHANNEL_OPTIONS } from '@concord/client';
 import { MemberRole, memberRoleFromJSON, type ClusterServer, type GroupStatus, type MemberStatus } from '@concord/proto/cluster';
 import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
 import { unary } from '@concord/runtime';
+import type { ProposeOutcome } from '@concord/consensus';
 import type { ShardDirectory } from './directory.js';
+import type { MetaCommand, MetaResult } from './meta/commands.js';
+import { changeShardMembership } from './shard-membership.js';
 import { META_GROUP_ID } from './meta/meta-group.js';
 import { MetaStatusReporter, isMemberProbe, type MetaStatusSource } from './meta-status.js';
 
@@ -35,6 +38,8 @@ export interface ClusterServiceOptions {
    * change acknowledged before it asked (the meta leader's read barrier). None with the config engine.
    */
   readBarrier?: () => Promise<void>;
+  /** Proposes to the meta group (ChangeShardMembership records addresses with it). None with the config engine. */
+  proposeMeta?: (command: MetaCommand) => Promise<ProposeOutcome<MetaResult>>;
 }
 
 /** The outcome of one Status probe. */
@@ -168,6 +173,17 @@ export function createClusterService(options: ClusterServiceOptions): { implemen
       const [meta, groups] = await Promise.all([metaReporter.group(), shardGroups()]);
       return { ringEpoch: ringEpoch(), meta, groups };
     }),
+    changeShardMembership: unary(async (request, call) =>
+      changeShardMembership(
+        {
+          directory,
+          knownLeader: options.knownLeader,
+          ...(options.proposeMeta !== undefined ? { proposeMeta: options.proposeMeta } : {}),
+        },
+        request,
+        call.getDeadline(),
+      ),
+    ),
   };
   return {
     implementation,

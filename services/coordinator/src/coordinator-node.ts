@@ -21,6 +21,7 @@ import { createDirectoryRouter } from './directory-router.js';
 import { LeaderForwarder, type ForwardingPolicy } from './forwarding.js';
 import { createKvService } from './kv-service.js';
 import { MetaGroup } from './meta/meta-group.js';
+import type { MetaCommand } from './meta/commands.js';
 import { isMemberProbe } from './meta-status.js';
 import type { CoordinatorEngine, CoordinatorOptions } from './options.js';
 import { createMapReduceService, createTxnService } from './unimplemented-services.js';
@@ -214,6 +215,7 @@ function publicServices(params: PublicServicesParams): { bindings: ServiceBindin
     knownLeader: (groupId) => router.knownLeader(groupId),
     ...(params.meta !== undefined ? { meta: params.meta } : {}),
     ...(params.readBarrier !== undefined ? { readBarrier: params.readBarrier } : {}),
+    ...(params.meta !== undefined ? { proposeMeta: (command: MetaCommand) => params.meta!.propose(command) } : {}),
   });
   const bind = (name: string, definition: ServiceBinding['definition'], implementation: ServiceBinding['implementation'], policy?: ForwardingPolicy): ServiceBinding => ({
     name,

@@ -96,6 +96,8 @@ describe('coordinator with three shard groups', () => {
             ringEpoch: 1,
             engine: 'single',
             peers: {},
+            join: false,
+            advertisedAddress: '',
             tickMs: 50,
             electionTicks: 10,
             heartbeatTicks: 1,

@@ -33,6 +33,8 @@ describe('compileShardOptions', () => {
       ringEpoch: 1,
       engine: 'raft',
       peers: { 'g1-0': '127.0.0.1:7101', 'g1-1': '127.0.0.1:7102', 'g1-2': '127.0.0.1:7103' },
+      join: false,
+      advertisedAddress: '127.0.0.1:7101',
       tickMs: 50,
       electionTicks: 10,
       heartbeatTicks: 1,
@@ -55,9 +57,23 @@ describe('compileShardOptions', () => {
     assert.equal(options.listenPort, 0);
   });
 
+  it('starts a joining replica from the current members without it, advertising --listen', () => {
+    const joining = ['--group-id', 'g1', '--member-id', 'g1-3', '--data-dir', '/d', '--ring-groups', 'g1', '--join'];
+    const options = compile([...joining, '--listen', '127.0.0.1:7110', '--peers', 'g1-0=127.0.0.1:7101,g1-1=127.0.0.1:7102']);
+    assert.equal(options.join, true);
+    assert.equal(options.advertisedAddress, '127.0.0.1:7110');
+    assert.deepEqual(options.peers, { 'g1-0': '127.0.0.1:7101', 'g1-1': '127.0.0.1:7102' });
+    assertOptionsError([...joining, '--listen', '127.0.0.1:7110'], /^--peers: required with --join: the running group's current members/);
+    assertOptionsError([...joining, '--listen', '127.0.0.1:7110', '--peers', 'g1-3=127.0.0.1:7110,g1-0=127.0.0.1:7101'], /^--peers: with --join, must list the running group's current members without this replica; g1-3 is listed/);
+    assertOptionsError([...joining, '--peers', 'g1-0=127.0.0.1:7101'], /^--listen: port 0 cannot be used with --join/);
+    assertOptionsError([...joining, '--listen', '0.0.0.0:7110', '--peers', 'g1-0=127.0.0.1:7101'], /^--listen: with --join, --listen is the address the other members dial/);
+    assertOptionsError([...joining, '--listen', '127.0.0.1:7101', '--peers', 'g1-0=127.0.0.1:7101'], /^--listen: 127.0.0.1:7101 is the address of a current member/);
+    assertOptionsError([...REQUIRED_SINGLE, '--join'], /^--join: only a raft replica can join a group/);
+  });
+
   it('requires --peers for raft, naming this replica, and refuses them for single', () => {
     assertOptionsError(['--group-id', 'g1', '--member-id', 'g1-1', '--data-dir', '/d', '--ring-groups', 'g1'], /^--peers: required with --engine raft: .*this replica \(--member-id g1-1\) included/);
-    assertOptionsError([...REQUIRED, '--member-id', 'g1-3'], /^--peers: must include this replica's --member-id "g1-3" \(got g1-0,g1-1,g1-2\)$/);
+    assertOptionsError([...REQUIRED, '--member-id', 'g1-3'], /^--peers: must include this replica's --member-id "g1-3" \(got g1-0,g1-1,g1-2\); to add a new replica to a running group, start it with --join$/);
     assertOptionsError([...REQUIRED_SINGLE, '--peers', PEERS], /^--peers: only the raft engine has peers; remove it, or use --engine raft/);
     assertOptionsError(REQUIRED_SINGLE, /^CONCORD_PEERS \(for --peers\): only the raft engine has peers/, { CONCORD_PEERS: PEERS });
   });

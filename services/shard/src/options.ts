@@ -42,6 +42,14 @@ export interface ShardOptions {
    * for the single engine.
    */
   peers: Record<string, string>;
+  /**
+   * Raft only: this replica joins a running group. `peers` then lists the group's current members,
+   * this replica not among them; it starts with no membership, never campaigns, and serves once the
+   * leader adds it (Shard.ChangeMembership ADD_LEARNER with `advertisedAddress`).
+   */
+  join: boolean;
+  /** Raft only: host:port the other members and clients dial (its --peers entry, or --listen with --join). */
+  advertisedAddress: string;
   /** Raft only: length of one tick; timeouts below are counted in ticks. */
   tickMs: number;
   /** Raft only: ticks without a leader before a follower campaigns (randomized up to 2×). */
@@ -70,6 +78,7 @@ interface RawShardOptions extends Record<string, unknown> {
   ringEpoch: number;
   engine: string;
   peers: string[];
+  join: boolean;
   tickMs: number;
   electionTicks: number;
   heartbeatTicks: number;
@@ -166,7 +175,17 @@ export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: Option
       "Raft: the group's initial members as <member-id>=<host:port>,..., the same on every founding member and including this " +
       "replica's --member-id; its entry is the address peers and clients dial (--listen must use its port). Required with " +
       '--engine raft. Read only to bootstrap an empty data dir: once the data dir holds Raft state, membership comes from the ' +
-      'replicated log and this setting is ignored.',
+      'replicated log and this setting is ignored. With --join: the members of the running group, without this replica.',
+  },
+  join: {
+    kind: 'bool',
+    flag: 'join',
+    env: 'CONCORD_JOIN',
+    default: false,
+    doc:
+      'Raft: start as a new, empty replica of a running group. --peers then lists the current members (this replica not among ' +
+      'them) and --listen is the address they dial (a host they can reach, not port 0). The replica waits, without ' +
+      'campaigning, until the group adds it (concord member add), then catches up. Ignored once the data dir holds Raft state.',
   },
   ...RAFT_TIMING_OPTION_SPECS,
   readMode: {
@@ -246,10 +265,33 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
   const engine = raw.engine as ShardEngine;
   const peersOrigin = originOf(sources, SHARD_OPTION_SPECS.peers);
   let peers: Record<string, string> = {};
-  if (engine === 'raft') {
+  let advertisedAddress = '';
+  const listenOrigin = originOf(sources, SHARD_OPTION_SPECS.listen);
+  if (engine === 'raft' && raw.join) {
+    peers = parsePeers(raw.peers, peersOrigin, memberId, 'join');
+    if (port === 0) {
+      throw new OptionsError(
+        `${listenOrigin}: port 0 cannot be used with --join: the group's members dial this replica at its --listen address, which the leader is told when it adds it`,
+      );
+    }
+    if (host === '0.0.0.0' || host === '::') {
+      throw new OptionsError(
+        `${listenOrigin}: with --join, --listen is the address the other members dial, so it must name a reachable host, not ${host} (got ${raw.listen})`,
+      );
+    }
+    advertisedAddress = raw.listen;
+    if (Object.values(peers).includes(advertisedAddress)) {
+      throw new OptionsError(`${listenOrigin}: ${advertisedAddress} is the address of a current member in --peers; a new replica needs an address of its own`);
+    }
+    if (raw.heartbeatTicks >= raw.electionTicks) {
+      throw new OptionsError(
+        `${originOf(sources, SHARD_OPTION_SPECS.heartbeatTicks)}: must be less than --election-ticks (${raw.electionTicks}), so followers hear several heartbeats per election timeout (got ${raw.heartbeatTicks})`,
+      );
+    }
+  } else if (engine === 'raft') {
     peers = parsePeers(raw.peers, peersOrigin, memberId);
+    advertisedAddress = peers[memberId]!;
     const own = splitHostPort(peers[memberId]!);
-    const listenOrigin = originOf(sources, SHARD_OPTION_SPECS.listen);
     if (port === 0) {
       throw new OptionsError(
         `${listenOrigin}: port 0 cannot be used with --engine raft: the other members and clients dial this replica at its --peers address ` +
@@ -268,6 +310,8 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     }
   } else if (raw.peers.length > 0) {
     throw new OptionsError(`${peersOrigin}: only the raft engine has peers; remove it, or use --engine raft (got --engine ${engine})`);
+  } else if (raw.join) {
+    throw new OptionsError(`${originOf(sources, SHARD_OPTION_SPECS.join)}: only a raft replica can join a group; remove it, or use --engine raft (got --engine ${engine})`);
   }
   return {
     groupId: raw.groupId,
@@ -280,6 +324,8 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     ringEpoch: raw.ringEpoch,
     engine,
     peers,
+    join: engine === 'raft' && raw.join,
+    advertisedAddress,
     tickMs: raw.tickMs,
     electionTicks: raw.electionTicks,
     heartbeatTicks: raw.heartbeatTicks,
@@ -296,10 +342,21 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
  * on one address would receive each other's messages. This replica must be one of them, or it
  * would start as a member waiting to be added and never serve.
  */
-export function parsePeers(entries: readonly string[], origin: string, memberId: string): Record<string, string> {
+export function parsePeers(
+  entries: readonly string[],
+  origin: string,
+  memberId: string,
+  mode: 'found' | 'join' = 'found',
+): Record<string, string> {
   const fail = (what: string): never => {
     throw new OptionsError(`${origin}: ${what}`);
   };
+  if (entries.length === 0 && mode === 'join') {
+    fail(
+      `required with --join: the running group's current members as <member-id>=<host:port>,..., without this replica (--member-id ${memberId}), ` +
+        `e.g. g1-0=127.0.0.1:7101,g1-1=127.0.0.1:7102`,
+    );
+  }
   if (entries.length === 0) {
     fail(
       `required with --engine raft: the group's initial members as <member-id>=<host:port>,..., this replica (--member-id ${memberId}) included, ` +
@@ -324,8 +381,16 @@ export function parsePeers(entries: readonly string[], origin: string, memberId:
     owners.set(address, id);
     peers.set(id, address);
   }
-  if (!peers.has(memberId)) {
-    fail(`must include this replica's --member-id ${JSON.stringify(memberId)} (got ${[...peers.keys()].join(',')})`);
+  if (mode === 'join' && peers.has(memberId)) {
+    fail(
+      `with --join, must list the running group's current members without this replica; ${memberId} is listed (drop --join to found a new group instead)`,
+    );
+  }
+  if (mode === 'found' && !peers.has(memberId)) {
+    fail(
+      `must include this replica's --member-id ${JSON.stringify(memberId)} (got ${[...peers.keys()].join(',')}); ` +
+        'to add a new replica to a running group, start it with --join',
+    );
   }
   return Object.fromEntries(peers);
 }

@@ -19,7 +19,7 @@ import { SHARD_SERVICE_NAME, ShardHandlers, createShardServer } from './shard-se
 export const SHUTDOWN_DRAIN_MS = 5_000;
 
 export interface ShardNode {
-  /** host:port clients dial: the --peers address with raft, else the bound address (also when port 0 was asked for). */
+  /** host:port clients dial: the --peers (or, joining, the --listen) address with raft, else the bound address (also when port 0 was asked for). */
   readonly address: string;
   /** The port the server is bound to. */
   readonly port: number;
@@ -60,7 +60,7 @@ async function startServing(options: ShardOptions, logger: Logger, metricsServer
   if (peerService !== undefined) services.push(peerService.binding());
   const server = await ConcordServer.start({ host: options.listenHost, port: options.listenPort, services, logger });
   server.setServing(SHARD_SERVICE_NAME, false);
-  const address = options.engine === 'raft' ? options.peers[options.memberId]! : server.address;
+  const address = options.engine === 'raft' ? options.advertisedAddress : server.address;
 
   let group: ConsensusGroup<ShardCommandResult>;
   try {

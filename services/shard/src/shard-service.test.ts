@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { ReadConsistency } from '@concord/proto/common';
-import { ShardGetRequest, ShardPutRequest, ShardScanRequest, type ShardCommandResult } from '@concord/proto/shard';
+import { MembershipChangeKind, ShardGetRequest, ShardPutRequest, ShardScanRequest, type ShardCommandResult } from '@concord/proto/shard';
 import type {
   ConsensusGroup,
   ConsensusStatus,
@@ -16,7 +16,7 @@ import type {
 import { HashRing } from '@concord/ring';
 import { ServiceError } from '@concord/runtime';
 import { KvStateMachine } from './kv-state-machine.js';
-import { ShardHandlers, quoteKey } from './shard-service.js';
+import { ShardHandlers, membershipChangeOf, quoteKey } from './shard-service.js';
 
 /** A group that applies proposals to the state machine unless told to answer otherwise. */
 class ScriptedGroup implements ConsensusGroup<ShardCommandResult> {
@@ -244,5 +244,30 @@ describe('quoteKey', () => {
     assert.equal(quoteKey('a"b'), '"a\\"b"');
     const long = 'x'.repeat(127) + '😀' + 'y'.repeat(100);
     assert.equal(quoteKey(long), `"${'x'.repeat(127)}"… (${Buffer.byteLength(long)} bytes)`);
+  });
+});
+
+describe('membershipChangeOf', () => {
+  const invalid = (request: Parameters<typeof membershipChangeOf>[0], pattern: RegExp) =>
+    assert.throws(
+      () => membershipChangeOf(request),
+      (error: unknown) => error instanceof ServiceError && error.code === status.INVALID_ARGUMENT && pattern.test(error.message),
+    );
+
+  it('converts the three kinds', () => {
+    assert.deepEqual(
+      membershipChangeOf({ kind: MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_ADD_LEARNER, memberId: 'g1-3', address: '127.0.0.1:7110' }),
+      { kind: 'add_learner', memberId: 'g1-3', address: '127.0.0.1:7110' },
+    );
+    assert.deepEqual(membershipChangeOf({ kind: MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_PROMOTE, memberId: 'g1-3', address: '' }), { kind: 'promote', memberId: 'g1-3' });
+    assert.deepEqual(membershipChangeOf({ kind: MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_REMOVE, memberId: 'g1-2', address: '' }), { kind: 'remove', memberId: 'g1-2' });
+  });
+
+  it('refuses missing or malformed fields with INVALID_ARGUMENT naming the field', () => {
+    invalid({ kind: MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_UNSPECIFIED, memberId: 'g1-3', address: '' }, /^kind: must be ADD_LEARNER, PROMOTE or REMOVE/);
+    invalid({ kind: MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_PROMOTE, memberId: '', address: '' }, /^member_id: must be 1 to 64/);
+    invalid({ kind: MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_ADD_LEARNER, memberId: 'g1-3', address: '' }, /^address: ADD_LEARNER needs/);
+    invalid({ kind: MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_ADD_LEARNER, memberId: 'g1-3', address: '127.0.0.1:0' }, /^address: ADD_LEARNER needs/);
+    invalid({ kind: MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_REMOVE, memberId: 'g1-2', address: '127.0.0.1:7103' }, /^address: only ADD_LEARNER takes an address/);
   });
 });

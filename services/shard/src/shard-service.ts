@@ -6,7 +6,10 @@
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { ReadConsistency } from '@concord/proto/common';
 import {
+  MembershipChangeKind,
   ShardCommand,
+  type ShardChangeMembershipRequest,
+  type ShardChangeMembershipResponse,
   type ShardCommandResult,
   type ShardDeleteRequest,
   type ShardDeleteResponse,
@@ -20,7 +23,7 @@ import {
   type ShardStatusRequest,
   type ShardStatusResponse,
 } from '@concord/proto/shard';
-import type { ConsensusGroup, LeaderHint } from '@concord/consensus';
+import type { ConsensusGroup, LeaderHint, MembershipChange } from '@concord/consensus';
 import type { HashRing } from '@concord/ring';
 import {
   ServiceError,
@@ -232,6 +235,29 @@ export class ShardHandlers {
     };
   }
 
+  /**
+   * One membership step, on the leader. Not counted as a call in progress: it changes no key, and a
+   * draining leader still resolves it (the driver answers once the change applied or it stopped).
+   */
+  async changeMembership(request: ShardChangeMembershipRequest): Promise<ShardChangeMembershipResponse> {
+    const change = membershipChangeOf(request);
+    const group = this.requireGroup();
+    const outcome = await group.changeMembership(change);
+    switch (outcome.kind) {
+      case 'applied': {
+        const members = [...outcome.members].sort((a, b) => Number(b.voter) - Number(a.voter) || a.memberId.localeCompare(b.memberId));
+        return { members: members.map((m) => ({ memberId: m.memberId, address: m.address, voter: m.voter })), index: outcome.index };
+      }
+      case 'not_leader':
+        throw this.notLeader(outcome);
+      case 'rejected':
+        throw new ServiceError(
+          grpcStatus.FAILED_PRECONDITION,
+          `group ${this.options.groupId} refused to ${describeChange(change)}: ${outcome.reason}; ${adviceFor(change)}`,
+        );
+    }
+  }
+
   private enter(): void {
     if (this.draining) {
       throw new ServiceError(
@@ -352,7 +378,62 @@ export function createShardServer(handlers: ShardHandlers): ShardServer {
     delete: unary((request: ShardDeleteRequest) => handlers.delete(request)),
     scan: serverStream((request: ShardScanRequest, call) => handlers.scan(request, () => call.cancelled)),
     status: unary(async (_request: ShardStatusRequest) => handlers.status()),
+    changeMembership: unary((request: ShardChangeMembershipRequest) => handlers.changeMembership(request)),
   };
+}
+
+/** Member ids as --member-id accepts them. */
+const MEMBER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** host:port with a port from 1 to 65535; the host a name, an IPv4 address or a bracketed IPv6 address. */
+const MEMBER_ADDRESS_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?:6553[0-5]|655[0-2]\d|65[0-4]\d{2}|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})$/;
+
+/** Checks a ShardChangeMembershipRequest's fields (INVALID_ARGUMENT naming the field) and converts it. */
+export function membershipChangeOf(request: {
+  kind: MembershipChangeKind;
+  memberId: string;
+  address: string;
+}): MembershipChange {
+  const invalid = (message: string): never => {
+    throw new ServiceError(grpcStatus.INVALID_ARGUMENT, message);
+  };
+  if (!MEMBER_ID_PATTERN.test(request.memberId)) {
+    invalid(`member_id: must be 1 to 64 letters, digits, "-" or "_" (got ${JSON.stringify(request.memberId)})`);
+  }
+  switch (request.kind) {
+    case MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_ADD_LEARNER:
+      if (!MEMBER_ADDRESS_PATTERN.test(request.address)) {
+        invalid(`address: ADD_LEARNER needs the new member's host:port, e.g. 127.0.0.1:7110 (got ${JSON.stringify(request.address)})`);
+      }
+      return { kind: 'add_learner', memberId: request.memberId, address: request.address };
+    case MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_PROMOTE:
+    case MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_REMOVE:
+      if (request.address !== '') invalid(`address: only ADD_LEARNER takes an address (got ${JSON.stringify(request.address)})`);
+      return { kind: request.kind === MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_PROMOTE ? 'promote' : 'remove', memberId: request.memberId };
+    default:
+      return invalid(`kind: must be ADD_LEARNER, PROMOTE or REMOVE (got ${String(request.kind)})`);
+  }
+}
+
+function describeChange(change: MembershipChange): string {
+  switch (change.kind) {
+    case 'add_learner':
+      return `add ${change.memberId} (${change.address}) as a learner`;
+    case 'promote':
+      return `promote ${change.memberId}`;
+    case 'remove':
+      return `remove ${change.memberId}`;
+  }
+}
+
+function adviceFor(change: MembershipChange): string {
+  switch (change.kind) {
+    case 'add_learner':
+      return 'wait for a pending change to apply and retry, or check that the member is not already in the group';
+    case 'promote':
+      return "a learner is promoted once it has caught up with the leader's log and no other change is pending: wait and retry";
+    case 'remove':
+      return 'wait for a pending change to apply and retry, or check the member id against the group status';
+  }
 }
 
 function versionMismatch(key: string, current: number, expected: number | undefined): ServiceError {

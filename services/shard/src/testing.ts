@@ -24,7 +24,10 @@ export const TEST_RING = new HashRing({ epoch: 1, vnodesPerGroup: 128, groups: [
 
 /** Settings of a test node of group g1; raft settings are there but unused by the single engine. */
 export function testShardOptions(fields: Pick<ShardOptions, 'dataDir' | 'engine'> & Partial<ShardOptions>): ShardOptions {
+  const memberId = fields.memberId ?? 'g1-0';
   return {
+    join: false,
+    advertisedAddress: fields.peers?.[memberId] ?? '',
     groupId: 'g1',
     memberId: 'g1-0',
     listenHost: '127.0.0.1',

@@ -318,9 +318,9 @@ export class LocalCluster {
 
   private constructor(
     private readonly options: ResolvedOptions,
-    private readonly shardMembers: readonly ShardMember[],
+    private readonly shardMembers: ShardMember[],
     private readonly coordinatorMembers: readonly CoordinatorMember[],
-    private readonly processes: ReadonlyMap<string, ManagedProcess>,
+    private readonly processes: Map<string, ManagedProcess>,
   ) {}
 
   /** Builds the process table (nothing runs yet). */
@@ -487,6 +487,44 @@ export class LocalCluster {
   /** Starts a process that is not running again: same flags, same data directory, same address. */
   async restart(name: string): Promise<void> {
     await this.process(name).start(this.options.readyTimeoutMs);
+  }
+
+  /**
+   * Starts a new, empty replica `replica` of a Raft `group` with --join on a free port: --peers
+   * lists the group's replicas that run now (or `peers`, process names), and the replica waits to
+   * be added (Cluster.ChangeShardMembership). From then on it is a process like the others: kill,
+   * restart and stop know it by its name, "shard-<group>-<replica>", which it resolves with, once
+   * it printed its "serving" line.
+   */
+  async startJoiningShard(group: string, replica: number, { peers }: { peers?: readonly string[] } = {}): Promise<string> {
+    if (this.options.engine !== 'raft') throw new Error('startJoiningShard: only a raft group takes new replicas');
+    const name = shardProcessName(group, replica);
+    if (this.processes.has(name)) throw new Error(`startJoiningShard: ${name} exists already`);
+    const current = this.membersOf(group).filter((member) => (peers === undefined ? this.running(member.name) : peers.includes(member.name)));
+    if (current.length === 0) throw new Error(`startJoiningShard: no current member of ${group} to list in --peers`);
+    const [port] = await freePorts(1);
+    const member: ShardMember = { group, memberId: memberIdOf(group, replica), name, address: `127.0.0.1:${port!}` };
+    const process = new ManagedProcess(name, SHARD_MAIN, [
+      '--engine', 'raft',
+      '--group-id', group,
+      '--member-id', member.memberId,
+      '--listen', member.address,
+      '--join',
+      '--peers', current.map((other) => `${other.memberId}=${other.address}`).join(','),
+      '--data-dir', join(this.dataDir, member.memberId),
+      '--ring-groups', this.groups.join(','),
+      '--ring-vnodes', String(this.ringVnodes),
+      '--ring-epoch', String(this.ringEpoch),
+      ...this.options.shardArgs,
+    ], member.address);
+    this.shardMembers.push(member);
+    // Shards first, then the coordinators (see processNames).
+    const coordinators = this.coordinatorNames.map((each) => [each, this.process(each)] as const);
+    for (const [each] of coordinators) this.processes.delete(each);
+    this.processes.set(name, process);
+    for (const [each, managed] of coordinators) this.processes.set(each, managed);
+    await process.start(this.options.readyTimeoutMs);
+    return name;
   }
 
   /** Shard.Status of one replica (one attempt, short deadline). */

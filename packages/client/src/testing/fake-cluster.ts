@@ -171,6 +171,9 @@ export class FakeReplica {
           leaderAddress: leader?.address ?? '',
         });
       },
+      changeMembership: (_call, callback) => {
+        callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake cluster does not change membership' });
+      },
     };
   }
 
@@ -301,6 +304,9 @@ export class FakeCluster {
 
   private clusterImplementation(): ClusterServer {
     return {
+      changeShardMembership: (_call, callback) => {
+        callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake cluster does not change membership' });
+      },
       getRing: (_call, callback) => {
         this.ringSource().then((ring) => callback(null, ring), (error: Error) => callback(error));
       },

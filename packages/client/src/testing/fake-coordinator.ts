@@ -105,6 +105,9 @@ export class FakeCoordinator {
 
   private cluster(): ClusterServer {
     return {
+      changeShardMembership: (_call, callback) => {
+        callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake coordinator does not change membership' });
+      },
       getRing: (_call, callback) => {
         const refusal = this.intercept('getRing');
         if (refusal === 'hold') return;

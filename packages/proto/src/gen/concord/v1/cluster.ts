@@ -18,6 +18,12 @@ import {
   type ServiceError,
   type UntypedServiceImplementation,
 } from "@grpc/grpc-js";
+import {
+  GroupMember,
+  MembershipChangeKind,
+  membershipChangeKindFromJSON,
+  membershipChangeKindToJSON,
+} from "./shard.js";
 
 export const protobufPackage = "concord.v1";
 
@@ -153,6 +159,19 @@ export interface GetRingResponse {
   /** The hash function's name, "sha256-be64"; clients refuse a ring with a hash they do not know. */
   hash: string;
   groups: RingGroup[];
+}
+
+export interface ChangeShardMembershipRequest {
+  groupId: string;
+  kind: MembershipChangeKind;
+  memberId: string;
+  /** ADD_LEARNER only: host:port of the new member. */
+  address: string;
+}
+
+export interface ChangeShardMembershipResponse {
+  /** The group's members once the change applied, voters first. */
+  members: GroupMember[];
 }
 
 function createBaseMemberStatus(): MemberStatus {
@@ -942,6 +961,202 @@ export const GetRingResponse: MessageFns<GetRingResponse> = {
   },
 };
 
+function createBaseChangeShardMembershipRequest(): ChangeShardMembershipRequest {
+  return { groupId: "", kind: 0, memberId: "", address: "" };
+}
+
+export const ChangeShardMembershipRequest: MessageFns<ChangeShardMembershipRequest> = {
+  encode(message: ChangeShardMembershipRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.memberId !== "") {
+      writer.uint32(26).string(message.memberId);
+    }
+    if (message.address !== "") {
+      writer.uint32(34).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangeShardMembershipRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangeShardMembershipRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.memberId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChangeShardMembershipRequest {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      kind: isSet(object.kind) ? membershipChangeKindFromJSON(object.kind) : 0,
+      memberId: isSet(object.memberId)
+        ? globalThis.String(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.String(object.member_id)
+        : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+    };
+  },
+
+  toJSON(message: ChangeShardMembershipRequest): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.kind !== 0) {
+      obj.kind = membershipChangeKindToJSON(message.kind);
+    }
+    if (message.memberId !== "") {
+      obj.memberId = message.memberId;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChangeShardMembershipRequest>, I>>(base?: I): ChangeShardMembershipRequest {
+    return ChangeShardMembershipRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChangeShardMembershipRequest>, I>>(object: I): ChangeShardMembershipRequest {
+    const message = createBaseChangeShardMembershipRequest();
+    message.groupId = object.groupId ?? "";
+    message.kind = object.kind ?? 0;
+    message.memberId = object.memberId ?? "";
+    message.address = object.address ?? "";
+    return message;
+  },
+};
+
+function createBaseChangeShardMembershipResponse(): ChangeShardMembershipResponse {
+  return { members: [] };
+}
+
+export const ChangeShardMembershipResponse: MessageFns<ChangeShardMembershipResponse> = {
+  encode(message: ChangeShardMembershipResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      GroupMember.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ChangeShardMembershipResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseChangeShardMembershipResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(GroupMember.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ChangeShardMembershipResponse {
+    return {
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => GroupMember.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ChangeShardMembershipResponse): unknown {
+    const obj: any = {};
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => GroupMember.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ChangeShardMembershipResponse>, I>>(base?: I): ChangeShardMembershipResponse {
+    return ChangeShardMembershipResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ChangeShardMembershipResponse>, I>>(
+    object: I,
+  ): ChangeShardMembershipResponse {
+    const message = createBaseChangeShardMembershipResponse();
+    message.members = object.members?.map((e) => GroupMember.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /** The cluster's shape and health, served by every coordinator. */
 export type ClusterService = typeof ClusterService;
 export const ClusterService = {
@@ -965,6 +1180,25 @@ export const ClusterService = {
     responseSerialize: (value: GetRingResponse): Buffer => Buffer.from(GetRingResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetRingResponse => GetRingResponse.decode(value),
   },
+  /**
+   * Changes the membership of a shard group by one step (see concord.v1.Shard.ChangeMembership):
+   * finds the group's leader, has it apply the change, then records the group's new member
+   * addresses in the meta group, so GetRing and Status list them. Codes: INVALID_ARGUMENT for a bad
+   * field or unknown group; FAILED_PRECONDITION when the group refuses the change (the message says
+   * why); UNAVAILABLE when the group has no reachable leader, or when the group applied the change
+   * but the meta group could not record the addresses (the message says so).
+   */
+  changeShardMembership: {
+    path: "/concord.v1.Cluster/ChangeShardMembership" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ChangeShardMembershipRequest): Buffer =>
+      Buffer.from(ChangeShardMembershipRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ChangeShardMembershipRequest => ChangeShardMembershipRequest.decode(value),
+    responseSerialize: (value: ChangeShardMembershipResponse): Buffer =>
+      Buffer.from(ChangeShardMembershipResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ChangeShardMembershipResponse => ChangeShardMembershipResponse.decode(value),
+  },
 } as const;
 
 export interface ClusterServer extends UntypedServiceImplementation {
@@ -972,6 +1206,15 @@ export interface ClusterServer extends UntypedServiceImplementation {
   status: handleUnaryCall<StatusRequest, StatusResponse>;
   /** The current ring: what a client needs to route keys to shard groups itself. */
   getRing: handleUnaryCall<GetRingRequest, GetRingResponse>;
+  /**
+   * Changes the membership of a shard group by one step (see concord.v1.Shard.ChangeMembership):
+   * finds the group's leader, has it apply the change, then records the group's new member
+   * addresses in the meta group, so GetRing and Status list them. Codes: INVALID_ARGUMENT for a bad
+   * field or unknown group; FAILED_PRECONDITION when the group refuses the change (the message says
+   * why); UNAVAILABLE when the group has no reachable leader, or when the group applied the change
+   * but the meta group could not record the addresses (the message says so).
+   */
+  changeShardMembership: handleUnaryCall<ChangeShardMembershipRequest, ChangeShardMembershipResponse>;
 }
 
 export interface ClusterClient extends Client {
@@ -1006,6 +1249,29 @@ export interface ClusterClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetRingResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Changes the membership of a shard group by one step (see concord.v1.Shard.ChangeMembership):
+   * finds the group's leader, has it apply the change, then records the group's new member
+   * addresses in the meta group, so GetRing and Status list them. Codes: INVALID_ARGUMENT for a bad
+   * field or unknown group; FAILED_PRECONDITION when the group refuses the change (the message says
+   * why); UNAVAILABLE when the group has no reachable leader, or when the group applied the change
+   * but the meta group could not record the addresses (the message says so).
+   */
+  changeShardMembership(
+    request: ChangeShardMembershipRequest,
+    callback: (error: ServiceError | null, response: ChangeShardMembershipResponse) => void,
+  ): ClientUnaryCall;
+  changeShardMembership(
+    request: ChangeShardMembershipRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ChangeShardMembershipResponse) => void,
+  ): ClientUnaryCall;
+  changeShardMembership(
+    request: ChangeShardMembershipRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ChangeShardMembershipResponse) => void,
   ): ClientUnaryCall;
 }
 

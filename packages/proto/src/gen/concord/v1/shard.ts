@@ -26,6 +26,58 @@ export const protobufPackage = "concord.v1";
 
 export const protobufFileName = "concord/v1/shard.proto";
 
+/**
+ * One step of a membership change. Replacing a replica is ADD_LEARNER (the new one), PROMOTE (it,
+ * once caught up), then REMOVE (the old one): every step keeps a majority of voters reachable.
+ */
+export enum MembershipChangeKind {
+  MEMBERSHIP_CHANGE_KIND_UNSPECIFIED = 0,
+  /** MEMBERSHIP_CHANGE_KIND_ADD_LEARNER - Adds a member that receives the log but does not vote; needs address. */
+  MEMBERSHIP_CHANGE_KIND_ADD_LEARNER = 1,
+  /** MEMBERSHIP_CHANGE_KIND_PROMOTE - Makes a learner that has caught up with the leader a voter. */
+  MEMBERSHIP_CHANGE_KIND_PROMOTE = 2,
+  /** MEMBERSHIP_CHANGE_KIND_REMOVE - Removes a voter or a learner. */
+  MEMBERSHIP_CHANGE_KIND_REMOVE = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function membershipChangeKindFromJSON(object: any): MembershipChangeKind {
+  switch (object) {
+    case 0:
+    case "MEMBERSHIP_CHANGE_KIND_UNSPECIFIED":
+      return MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_UNSPECIFIED;
+    case 1:
+    case "MEMBERSHIP_CHANGE_KIND_ADD_LEARNER":
+      return MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_ADD_LEARNER;
+    case 2:
+    case "MEMBERSHIP_CHANGE_KIND_PROMOTE":
+      return MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_PROMOTE;
+    case 3:
+    case "MEMBERSHIP_CHANGE_KIND_REMOVE":
+      return MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_REMOVE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return MembershipChangeKind.UNRECOGNIZED;
+  }
+}
+
+export function membershipChangeKindToJSON(object: MembershipChangeKind): string {
+  switch (object) {
+    case MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_UNSPECIFIED:
+      return "MEMBERSHIP_CHANGE_KIND_UNSPECIFIED";
+    case MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_ADD_LEARNER:
+      return "MEMBERSHIP_CHANGE_KIND_ADD_LEARNER";
+    case MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_PROMOTE:
+      return "MEMBERSHIP_CHANGE_KIND_PROMOTE";
+    case MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_REMOVE:
+      return "MEMBERSHIP_CHANGE_KIND_REMOVE";
+    case MembershipChangeKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 export interface ShardGetRequest {
   /** The ring epoch the caller routed with; 0 skips the epoch check (ownership is still checked). */
   ringEpoch: number;
@@ -90,6 +142,29 @@ export interface ShardStatusResponse {
   engine: string;
   /** host:port of the leader, empty when unknown. */
   leaderAddress: string;
+}
+
+export interface ShardChangeMembershipRequest {
+  kind: MembershipChangeKind;
+  /** Id of the member to add, promote or remove, e.g. "g1-3". */
+  memberId: string;
+  /** ADD_LEARNER only: host:port the new member serves concord.v1.Consensus and concord.v1.Shard on. */
+  address: string;
+}
+
+/** A member of a consensus group as its leader knows it. */
+export interface GroupMember {
+  memberId: string;
+  address: string;
+  /** False for a learner. */
+  voter: boolean;
+}
+
+export interface ShardChangeMembershipResponse {
+  /** The group's members once the change applied, voters first. */
+  members: GroupMember[];
+  /** Log index of the change. */
+  index: number;
 }
 
 /**
@@ -1252,6 +1327,303 @@ export const ShardStatusResponse: MessageFns<ShardStatusResponse> = {
   },
 };
 
+function createBaseShardChangeMembershipRequest(): ShardChangeMembershipRequest {
+  return { kind: 0, memberId: "", address: "" };
+}
+
+export const ShardChangeMembershipRequest: MessageFns<ShardChangeMembershipRequest> = {
+  encode(message: ShardChangeMembershipRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.kind !== 0) {
+      writer.uint32(8).int32(message.kind);
+    }
+    if (message.memberId !== "") {
+      writer.uint32(18).string(message.memberId);
+    }
+    if (message.address !== "") {
+      writer.uint32(26).string(message.address);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardChangeMembershipRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardChangeMembershipRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.memberId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardChangeMembershipRequest {
+    return {
+      kind: isSet(object.kind) ? membershipChangeKindFromJSON(object.kind) : 0,
+      memberId: isSet(object.memberId)
+        ? globalThis.String(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.String(object.member_id)
+        : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+    };
+  },
+
+  toJSON(message: ShardChangeMembershipRequest): unknown {
+    const obj: any = {};
+    if (message.kind !== 0) {
+      obj.kind = membershipChangeKindToJSON(message.kind);
+    }
+    if (message.memberId !== "") {
+      obj.memberId = message.memberId;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardChangeMembershipRequest>, I>>(base?: I): ShardChangeMembershipRequest {
+    return ShardChangeMembershipRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardChangeMembershipRequest>, I>>(object: I): ShardChangeMembershipRequest {
+    const message = createBaseShardChangeMembershipRequest();
+    message.kind = object.kind ?? 0;
+    message.memberId = object.memberId ?? "";
+    message.address = object.address ?? "";
+    return message;
+  },
+};
+
+function createBaseGroupMember(): GroupMember {
+  return { memberId: "", address: "", voter: false };
+}
+
+export const GroupMember: MessageFns<GroupMember> = {
+  encode(message: GroupMember, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.memberId !== "") {
+      writer.uint32(10).string(message.memberId);
+    }
+    if (message.address !== "") {
+      writer.uint32(18).string(message.address);
+    }
+    if (message.voter !== false) {
+      writer.uint32(24).bool(message.voter);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GroupMember {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGroupMember();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.memberId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.address = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.voter = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GroupMember {
+    return {
+      memberId: isSet(object.memberId)
+        ? globalThis.String(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.String(object.member_id)
+        : "",
+      address: isSet(object.address) ? globalThis.String(object.address) : "",
+      voter: isSet(object.voter) ? globalThis.Boolean(object.voter) : false,
+    };
+  },
+
+  toJSON(message: GroupMember): unknown {
+    const obj: any = {};
+    if (message.memberId !== "") {
+      obj.memberId = message.memberId;
+    }
+    if (message.address !== "") {
+      obj.address = message.address;
+    }
+    if (message.voter !== false) {
+      obj.voter = message.voter;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GroupMember>, I>>(base?: I): GroupMember {
+    return GroupMember.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GroupMember>, I>>(object: I): GroupMember {
+    const message = createBaseGroupMember();
+    message.memberId = object.memberId ?? "";
+    message.address = object.address ?? "";
+    message.voter = object.voter ?? false;
+    return message;
+  },
+};
+
+function createBaseShardChangeMembershipResponse(): ShardChangeMembershipResponse {
+  return { members: [], index: 0 };
+}
+
+export const ShardChangeMembershipResponse: MessageFns<ShardChangeMembershipResponse> = {
+  encode(message: ShardChangeMembershipResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.members) {
+      GroupMember.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.index !== 0) {
+      writer.uint32(16).uint64(message.index);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardChangeMembershipResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardChangeMembershipResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.members.push(GroupMember.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardChangeMembershipResponse {
+    return {
+      members: globalThis.Array.isArray(object?.members) ? object.members.map((e: any) => GroupMember.fromJSON(e)) : [],
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+    };
+  },
+
+  toJSON(message: ShardChangeMembershipResponse): unknown {
+    const obj: any = {};
+    if (message.members?.length) {
+      obj.members = message.members.map((e) => GroupMember.toJSON(e));
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardChangeMembershipResponse>, I>>(base?: I): ShardChangeMembershipResponse {
+    return ShardChangeMembershipResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardChangeMembershipResponse>, I>>(
+    object: I,
+  ): ShardChangeMembershipResponse {
+    const message = createBaseShardChangeMembershipResponse();
+    message.members = object.members?.map((e) => GroupMember.fromPartial(e)) || [];
+    message.index = object.index ?? 0;
+    return message;
+  },
+};
+
 function createBaseShardCommand(): ShardCommand {
   return { command: undefined };
 }
@@ -1705,6 +2077,25 @@ export const ShardService = {
     responseSerialize: (value: ShardStatusResponse): Buffer => Buffer.from(ShardStatusResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ShardStatusResponse => ShardStatusResponse.decode(value),
   },
+  /**
+   * Changes the group's membership by one step; served by the group's leader (a follower answers
+   * NOT_LEADER as above). Answers the membership once the change is applied on the leader.
+   * INVALID_ARGUMENT: a missing or malformed field (kind, member_id, address for ADD_LEARNER).
+   * FAILED_PRECONDITION: the group refused the change, e.g. a promote before the learner caught
+   * up, or another change still pending; the message says why and what to do (usually: wait and
+   * retry). UNAVAILABLE with `concord-reason: NOT_LEADER` when this replica does not lead.
+   */
+  changeMembership: {
+    path: "/concord.v1.Shard/ChangeMembership" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShardChangeMembershipRequest): Buffer =>
+      Buffer.from(ShardChangeMembershipRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShardChangeMembershipRequest => ShardChangeMembershipRequest.decode(value),
+    responseSerialize: (value: ShardChangeMembershipResponse): Buffer =>
+      Buffer.from(ShardChangeMembershipResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShardChangeMembershipResponse => ShardChangeMembershipResponse.decode(value),
+  },
 } as const;
 
 export interface ShardServer extends UntypedServiceImplementation {
@@ -1715,6 +2106,15 @@ export interface ShardServer extends UntypedServiceImplementation {
   scan: handleServerStreamingCall<ShardScanRequest, ShardScanResponse>;
   /** This replica's view of its group. */
   status: handleUnaryCall<ShardStatusRequest, ShardStatusResponse>;
+  /**
+   * Changes the group's membership by one step; served by the group's leader (a follower answers
+   * NOT_LEADER as above). Answers the membership once the change is applied on the leader.
+   * INVALID_ARGUMENT: a missing or malformed field (kind, member_id, address for ADD_LEARNER).
+   * FAILED_PRECONDITION: the group refused the change, e.g. a promote before the learner caught
+   * up, or another change still pending; the message says why and what to do (usually: wait and
+   * retry). UNAVAILABLE with `concord-reason: NOT_LEADER` when this replica does not lead.
+   */
+  changeMembership: handleUnaryCall<ShardChangeMembershipRequest, ShardChangeMembershipResponse>;
 }
 
 export interface ShardClient extends Client {
@@ -1785,6 +2185,29 @@ export interface ShardClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ShardStatusResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Changes the group's membership by one step; served by the group's leader (a follower answers
+   * NOT_LEADER as above). Answers the membership once the change is applied on the leader.
+   * INVALID_ARGUMENT: a missing or malformed field (kind, member_id, address for ADD_LEARNER).
+   * FAILED_PRECONDITION: the group refused the change, e.g. a promote before the learner caught
+   * up, or another change still pending; the message says why and what to do (usually: wait and
+   * retry). UNAVAILABLE with `concord-reason: NOT_LEADER` when this replica does not lead.
+   */
+  changeMembership(
+    request: ShardChangeMembershipRequest,
+    callback: (error: ServiceError | null, response: ShardChangeMembershipResponse) => void,
+  ): ClientUnaryCall;
+  changeMembership(
+    request: ShardChangeMembershipRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShardChangeMembershipResponse) => void,
+  ): ClientUnaryCall;
+  changeMembership(
+    request: ShardChangeMembershipRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShardChangeMembershipResponse) => void,
   ): ClientUnaryCall;
 }
 
