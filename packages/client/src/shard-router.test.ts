@@ -232,6 +232,24 @@ describe('ShardRouter', () => {
     });
   });
 
+  it('keeps retrying through an election past five attempts while the deadline allows', async () => {
+    const owner = cluster.group(cluster.ring.ownerOf('elect'));
+    for (const replica of owner.replicas) replica.leader = false; // the leader died; nobody leads yet
+    const winner = owner.replicas[1];
+    assert.ok(winner);
+    // The election ends only after the client has spent more than the ordinary five attempts.
+    const watcher = setInterval(() => {
+      if (owner.totalCalls('put') >= 7) winner.leader = true;
+    }, 5);
+    try {
+      await router.put({ key: 'elect', value: Buffer.from('x') }, { deadline: new Date(Date.now() + 10_000) });
+    } finally {
+      clearInterval(watcher);
+    }
+    assert.ok(owner.totalCalls('put') >= 8, `attempts: ${owner.totalCalls('put')}`);
+    assert.equal(owner.data.get('elect')?.value.toString(), 'x');
+  });
+
   it('stops retrying when the deadline leaves no room', async () => {
     const owner = cluster.group(cluster.ring.ownerOf('late'));
     for (const replica of owner.replicas) replica.leader = false;

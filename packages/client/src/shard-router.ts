@@ -21,6 +21,14 @@ import { RoutingTable, type GroupRoute, type RingSource } from './routing-table.
 export const DEFAULT_SCAN_LIMIT = 1000;
 /** Attempts per call, counting the first, before the router gives up with the last status. */
 export const DEFAULT_MAX_ATTEMPTS = 5;
+/**
+ * Attempts per call while a group is changing leaders — answers that prove nothing was applied
+ * (NOT_LEADER, a dropped proposal, a refused connection) — as long as the call's deadline allows.
+ * An election takes about one election timeout (0.5–1 s by default), longer than
+ * DEFAULT_MAX_ATTEMPTS pauses add up to, and giving up during it would fail writes that a moment
+ * later would have succeeded.
+ */
+export const DEFAULT_MAX_ATTEMPTS_DURING_ELECTION = 20;
 /** Pause before the second attempt; doubles per attempt up to DEFAULT_MAX_BACKOFF_MS. */
 export const DEFAULT_BACKOFF_MS = 20;
 export const DEFAULT_MAX_BACKOFF_MS = 250;
@@ -38,6 +46,8 @@ export interface ShardRouterOptions {
   credentials?: ChannelCredentials;
   /** Attempts per call, counting the first; default DEFAULT_MAX_ATTEMPTS. */
   maxAttempts?: number;
+  /** Attempts per call while a group changes leaders, deadline permitting; default DEFAULT_MAX_ATTEMPTS_DURING_ELECTION. */
+  maxAttemptsDuringElection?: number;
   /** First retry pause; default DEFAULT_BACKOFF_MS. */
   backoffMs?: number;
   /** Longest retry pause; default DEFAULT_MAX_BACKOFF_MS. */
@@ -119,6 +129,7 @@ export class ShardRouter {
   private readonly ringSource: RingSource;
   private readonly credentials: ChannelCredentials;
   private readonly maxAttempts: number;
+  private readonly maxAttemptsDuringElection: number;
   private readonly backoffMs: number;
   private readonly maxBackoffMs: number;
   private readonly unreachableMs: number;
@@ -131,6 +142,7 @@ export class ShardRouter {
     this.ringSource = options.ringSource;
     this.credentials = options.credentials ?? grpcCredentials.createInsecure();
     this.maxAttempts = Math.max(1, options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS);
+    this.maxAttemptsDuringElection = Math.max(this.maxAttempts, options.maxAttemptsDuringElection ?? DEFAULT_MAX_ATTEMPTS_DURING_ELECTION);
     this.backoffMs = options.backoffMs ?? DEFAULT_BACKOFF_MS;
     this.maxBackoffMs = options.maxBackoffMs ?? DEFAULT_MAX_BACKOFF_MS;
     this.unreachableMs = options.unreachableMs ?? DEFAULT_UNREACHABLE_MS;
@@ -274,7 +286,11 @@ export class ShardRouter {
       if (error.code === status.UNAVAILABLE) route.skip(address, now);
       throw reported.withAttempts(attempt);
     }
-    if (attempt >= this.maxAttempts) {
+    // Only with a deadline: it, not the attempt count, then bounds how long the call waits.
+    const leaderChanging =
+      deadline !== undefined &&
+      (error.reason === REASON_NOT_LEADER || error.reason === REASON_PROPOSAL_DROPPED || failedBeforeSending(error));
+    if (attempt >= (leaderChanging ? this.maxAttemptsDuringElection : this.maxAttempts)) {
       if (recovery !== 'refresh-ring') route.skip(address, now);
       throw reported.withAttempts(attempt);
     }
