@@ -38,3 +38,4 @@ export {
   BATCH_SIZE_BUCKETS,
 } from './metrics.js';
 export type { MetricSpec, HistogramSpec, MetricsOptions, MetricsServer, MetricsServerOptions, Counter, Gauge, Histogram } from './metrics.js';
+export { COMMON_ROLE_OPTION_SPECS, LISTEN_PATTERN, splitHostPort } from './role-options.js';

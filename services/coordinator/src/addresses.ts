@@ -20,10 +20,3 @@ export function addressProblem(address: string): string | undefined {
   if (!(port >= 1 && port <= 65535)) return 'replica port must be from 1 to 65535';
   return undefined;
 }
-
-/** Splits a checked "host:port"; IPv6 brackets are removed. */
-export function splitHostPort(address: string): { host: string; port: number } {
-  const colon = address.lastIndexOf(':');
-  const host = address.slice(0, colon);
-  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(address.slice(colon + 1)) };
-}

@@ -4,8 +4,8 @@
 
 import { RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
-import { compileOptionSpecs, LOG_LEVELS, OptionsError, type OptionSources, type OptionSpec } from '@concord/runtime';
-import { ID_DOC, ID_PATTERN, addressProblem, splitHostPort } from './addresses.js';
+import { COMMON_ROLE_OPTION_SPECS, LISTEN_PATTERN, compileOptionSpecs, LOG_LEVELS, OptionsError, splitHostPort, type OptionSources, type OptionSpec } from '@concord/runtime';
+import { ID_DOC, ID_PATTERN, addressProblem } from './addresses.js';
 
 /**
  * Where the coordinator keeps the ring and shard-group directory: `raft` replicates them in the
@@ -15,9 +15,6 @@ import { ID_DOC, ID_PATTERN, addressProblem, splitHostPort } from './addresses.j
 export const COORDINATOR_ENGINES = ['raft', 'config'] as const;
 export type CoordinatorEngine = (typeof COORDINATOR_ENGINES)[number];
 
-/** host:port to bind: port 0 picks a free one. */
-const LISTEN_PATTERN =
-  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?:6553[0-5]|655[0-2]\d|65[0-4]\d{2}|6[0-4]\d{3}|[1-5]\d{4}|\d{1,4})$/;
 
 /** Separates the replicas of one group in --groups. */
 const MEMBER_SEPARATOR = '|';
@@ -191,25 +188,7 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
     max: 600_000,
     doc: "Deadline for the shard calls (retries included) that serve one client call; a client's earlier deadline wins.",
   },
-  logLevel: {
-    kind: 'enum',
-    flag: 'log-level',
-    env: 'CONCORD_LOG_LEVEL',
-    default: 'info',
-    values: LOG_LEVELS,
-    doc: 'Lowest level of log lines written to stdout.',
-  },
-  metricsListen: {
-    kind: 'string',
-    flag: 'metrics-listen',
-    env: 'CONCORD_METRICS_LISTEN',
-    default: '',
-    doc:
-      'host:port to serve Prometheus metrics on (GET /metrics); empty serves none. Off by default because every process ' +
-      'needs a port of its own (the local cluster runs a dozen on one machine): choose them on purpose. Port 0 picks a free port.',
-    pattern: new RegExp(`^$|${LISTEN_PATTERN.source}`),
-    patternDoc: 'empty, or host:port with a port from 0 to 65535, e.g. 127.0.0.1:7170 or [::1]:7170',
-  },
+  ...COMMON_ROLE_OPTION_SPECS,
 };
 
 /**

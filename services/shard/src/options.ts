@@ -1,7 +1,7 @@
 // The shard role's settings: one table of flags, environment variables and defaults, compiled into
 // a typed ShardOptions. Only src/main.ts calls compileShardOptions; everything below takes options.
 
-import { compileOptionSpecs, LOG_LEVELS, OptionsError, type OptionSources, type OptionSpec } from '@concord/runtime';
+import { COMMON_ROLE_OPTION_SPECS, LISTEN_PATTERN, compileOptionSpecs, LOG_LEVELS, OptionsError, splitHostPort, type OptionSources, type OptionSpec } from '@concord/runtime';
 import { DEFAULT_SNAPSHOT_EVERY, RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS, type EngineName } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 
@@ -13,12 +13,6 @@ export type ShardEngine = (typeof SHARD_ENGINES)[number];
 const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 const ID_DOC = '1 to 64 letters, digits, "-" or "_"';
 
-/**
- * host:port with a port from 0 to 65535 (0 picks a free port). The host is a name, an IPv4
- * address or a bracketed IPv6 address such as [::1].
- */
-const LISTEN_PATTERN =
-  /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?:6553[0-5]|655[0-2]\d|65[0-4]\d{2}|6[0-4]\d{3}|[1-5]\d{4}|\d{1,4})$/;
 
 export interface ShardOptions {
   /** The shard group this replica belongs to; also its name on the ring. */
@@ -214,25 +208,7 @@ export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: Option
     min: 1,
     doc: 'Take a snapshot and compact the log after this many applied log entries.',
   },
-  logLevel: {
-    kind: 'enum',
-    flag: 'log-level',
-    env: 'CONCORD_LOG_LEVEL',
-    default: 'info',
-    values: LOG_LEVELS,
-    doc: 'Lowest level of log lines written to stdout.',
-  },
-  metricsListen: {
-    kind: 'string',
-    flag: 'metrics-listen',
-    env: 'CONCORD_METRICS_LISTEN',
-    default: '',
-    doc:
-      'host:port to serve Prometheus metrics on (GET /metrics); empty serves none. Off by default because every process ' +
-      'needs a port of its own (the local cluster runs a dozen on one machine): choose them on purpose. Port 0 picks a free port.',
-    pattern: new RegExp(`^$|${LISTEN_PATTERN.source}`),
-    patternDoc: 'empty, or host:port with a port from 0 to 65535, e.g. 127.0.0.1:7201 or [::1]:7201',
-  },
+  ...COMMON_ROLE_OPTION_SPECS,
 };
 
 /**
@@ -402,11 +378,4 @@ function originOf(sources: OptionSources, spec: OptionSpec): string {
   if (fromFlag || spec.env === undefined) return flag;
   const fromEnv = sources.env[spec.env];
   return fromEnv !== undefined && fromEnv !== '' ? `${spec.env} (for ${flag})` : flag;
-}
-
-/** Splits a LISTEN_PATTERN-checked "host:port"; IPv6 brackets are removed. */
-function splitHostPort(listen: string): { host: string; port: number } {
-  const colon = listen.lastIndexOf(':');
-  const host = listen.slice(0, colon);
-  return { host: host.startsWith('[') ? host.slice(1, -1) : host, port: Number(listen.slice(colon + 1)) };
 }
