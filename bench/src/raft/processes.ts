@@ -89,14 +89,20 @@ export async function freePorts(count: number): Promise<number[]> {
 }
 
 /** Three shard replicas of group g1 (raft engine, fsync on, the default); returns their addresses by process name. */
-export async function startConcordGroup(set: ProcessSet, dataDir: string, logDir: string): Promise<Map<string, string>> {
+export async function startConcordGroup(
+  set: ProcessSet,
+  dataDir: string,
+  logDir: string,
+  cpuProfDir?: string,
+): Promise<Map<string, string>> {
   if (!existsSync(SHARD_MAIN)) throw new Error(`${SHARD_MAIN} is missing: build first (npm run build)`);
   const ports = await freePorts(3);
   const members = ports.map((port, index) => ({ id: `g1-${index}`, address: `127.0.0.1:${port}` }));
   const peers = members.map(({ id, address }) => `${id}=${address}`).join(',');
   const addresses = new Map<string, string>();
   for (const { id, address } of members) {
-    const args = [SHARD_MAIN, '--engine', 'raft', '--group-id', 'g1', '--member-id', id, '--listen', address, '--peers', peers];
+    const nodeArgs = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=concord-${id}.cpuprofile`];
+    const args = [...nodeArgs, SHARD_MAIN, '--engine', 'raft', '--group-id', 'g1', '--member-id', id, '--listen', address, '--peers', peers];
     args.push('--data-dir', join(dataDir, id), '--ring-groups', 'g1');
     set.start(`concord-${id}`, process.execPath, args, logDir);
     addresses.set(`concord-${id}`, address);

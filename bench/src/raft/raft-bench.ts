@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { ReadConsistency } from '@concord/proto/common';
@@ -23,7 +23,11 @@ const BUSY_WARNING = 0.2;
 const OTHER_CORES_WARNING = 0.2;
 const LEADER_TIMEOUT_MS = 30_000;
 /** Enough for a 1 MiB value plus framing, like the Concord SDK. */
-const SHARD_CHANNEL_OPTIONS = { 'grpc.max_send_message_length': 8 * 1024 * 1024, 'grpc.max_receive_message_length': 8 * 1024 * 1024 };
+const SHARD_CHANNEL_OPTIONS = {
+  'grpc.max_send_message_length': 8 * 1024 * 1024,
+  'grpc.max_receive_message_length': 8 * 1024 * 1024,
+  'grpc.enable_channelz': 0,
+};
 
 const USAGE = `Usage: npm run bench -- raft [flags]
 
@@ -36,6 +40,8 @@ Needs ${ETCD_BINARY} (Debian package etcd-server; installed with apt-get when ru
   --read-keys <n>     keys written before the get scenario (default 4096)
   --deadline-ms <ms>  deadline of every request (default 5000)
   --systems <list>    concord,etcd (default both)
+  --cpu-prof-dir <dir> write a V8 CPU profile of every Concord replica to <dir> when it stops
+  --scenarios <list>  run only these of put-c1,put-c64,get-c64 (default all)
 `;
 
 interface Options {
@@ -44,6 +50,8 @@ interface Options {
   readKeys: number;
   deadlineMs: number;
   systems: System[];
+  cpuProfDir: string | undefined;
+  scenarios: string[] | undefined;
 }
 
 type System = 'concord' | 'etcd';
@@ -82,7 +90,7 @@ interface Target {
 class UsageError extends Error {}
 
 function parseArgs(argv: readonly string[]): Options | undefined {
-  const options: Options = { durationS: 5, warmupS: 1, readKeys: 4096, deadlineMs: 5000, systems: ['concord', 'etcd'] };
+  const options: Options = { durationS: 5, warmupS: 1, readKeys: 4096, deadlineMs: 5000, systems: ['concord', 'etcd'], cpuProfDir: undefined, scenarios: undefined };
   const number = (flag: string, raw: string | undefined, min: number): number => {
     const value = Number(raw);
     if (raw === undefined || !Number.isFinite(value) || value < min) throw new UsageError(`${flag}: expected a number ≥ ${min}, got ${String(raw)}`);
@@ -111,6 +119,19 @@ function parseArgs(argv: readonly string[]): Options | undefined {
         for (const system of systems) if (system !== 'concord' && system !== 'etcd') throw new UsageError(`--systems: unknown system ${JSON.stringify(system)}`);
         if (systems.length === 0) throw new UsageError('--systems: name at least one of concord, etcd');
         options.systems = systems as System[];
+        break;
+      }
+      case '--cpu-prof-dir': {
+        const dir = value();
+        if (dir === undefined || dir.trim() === '') throw new UsageError('--cpu-prof-dir: expected a directory');
+        options.cpuProfDir = resolve(dir);
+        break;
+      }
+      case '--scenarios': {
+        const ids = (value() ?? '').split(',').filter((s) => s !== '');
+        for (const id of ids) if (!SCENARIOS.some((scenario) => scenario.id === id)) throw new UsageError(`--scenarios: unknown scenario ${JSON.stringify(id)}`);
+        if (ids.length === 0) throw new UsageError('--scenarios: name at least one of put-c1, put-c64, get-c64');
+        options.scenarios = ids;
         break;
       }
       default:
@@ -182,7 +203,7 @@ async function measure(options: Options, set: ProcessSet, root: string): Promise
     let target: Target;
     let names: string[];
     if (system === 'concord') {
-      const addresses = await startConcordGroup(set, dataDir, root);
+      const addresses = await startConcordGroup(set, dataDir, root, options.cpuProfDir);
       names = [...addresses.keys()];
       progress(`concord: 3 shard replicas of g1 on ${[...addresses.values()].join(', ')}`);
       target = await concordTarget(addresses, options.deadlineMs);
@@ -195,10 +216,13 @@ async function measure(options: Options, set: ProcessSet, root: string): Promise
     try {
       const leader = await target.leader();
       progress(`${system}: leader ${leader}; writing ${options.readKeys} keys for the gets`);
-      await writeReadKeys(target, options.readKeys, value);
+      if (options.scenarios === undefined || options.scenarios.some((id) => id.startsWith('get'))) {
+        await writeReadKeys(target, options.readKeys, value);
+      }
       let nextWrite = 0;
       let nextRead = 0;
       for (const scenario of SCENARIOS) {
+        if (options.scenarios !== undefined && !options.scenarios.includes(scenario.id)) continue;
         const leaderBefore = await target.leader();
         const sampler = new CpuSampler(
           names.map((name) => ({ role: name === leaderBefore ? `${system}_leader` : `${system}_followers`, pid: set.pid(name) })),

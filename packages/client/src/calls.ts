@@ -16,6 +16,8 @@ export const CHANNEL_OPTIONS = {
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
+  // Channelz statistics cost CPU on every call and nothing reads them without a channelz service.
+  'grpc.enable_channelz': 0,
 } as const;
 
 type UnaryMethod<Req, Res> = (

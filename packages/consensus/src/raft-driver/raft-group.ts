@@ -20,6 +20,12 @@
 // one fsync off the commit latency. It relies on each Ready being persisted before the next is
 // taken, so no message ever leaves ahead of state from an earlier Ready.
 //
+// APPLYING BEFORE PERSISTING. Committed entries that were durable here before the Ready (every
+// committed entry, on a leader) are applied and answered before the Ready's write, not after it,
+// so an answer never waits for a later batch's fsync. Only entries the Ready itself writes wait.
+// And a Ready that only moves the commit index writes its hard state without an fsync (etcd's
+// MustSync): see RaftStorage.persist.
+//
 // MEMBERSHIP comes from the log and the snapshot, never from configuration or discovery. The
 // `peers` option is read exactly once, to bootstrap an empty data folder, and recorded in the WAL;
 // a restarted member never consults it again for membership (CONVENTIONS §1, §5).
@@ -701,6 +707,24 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
 
       this.sendMessages(ready.messages);
 
+      // Committed entries that were already durable here before this Ready are applied now,
+      // before the Ready's own write and fsync: their answers need not wait for the disk (etcd
+      // applies in parallel with persisting too). On a leader that is every committed entry, since
+      // its own entries count toward a majority only once persisted; so a put is answered as
+      // soon as the acknowledgement that commits it is stepped. Entries this Ready writes (a
+      // follower that learns an append and its commit together) wait for the write, as does
+      // everything when a snapshot is to be installed first.
+      const committed = ready.committedEntries;
+      let applyNow = 0;
+      if (ready.snapshot === undefined) {
+        const durableUpTo = Math.min(storage.lastIndex, (ready.entries[0]?.index ?? Infinity) - 1);
+        while (applyNow < committed.length && committed[applyNow]!.index <= durableUpTo) applyNow++;
+        for (let i = 0; i < applyNow; i++) this.applyEntry(committed[i]!);
+        // Reads wait for applied ≥ their index only: they may go now too.
+        for (const readState of ready.readStates) this.onReadState(readState);
+        if (applyNow > 0 || ready.readStates.length > 0) this.resolveReads();
+      }
+
       let received: ReceivedSnapshot | undefined;
       let receivedPayload: SnapshotPayload | undefined;
       if (ready.snapshot !== undefined) {
@@ -725,8 +749,8 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       this.noteAddresses(ready.entries);
       this.sendMessages(ready.messagesAfterPersist);
 
-      for (const entry of ready.committedEntries) this.applyEntry(entry);
-      for (const readState of ready.readStates) this.onReadState(readState);
+      for (let i = applyNow; i < committed.length; i++) this.applyEntry(committed[i]!);
+      if (ready.snapshot !== undefined) for (const readState of ready.readStates) this.onReadState(readState);
       this.resolveReads();
       this.updatePeers();
       core.advance();

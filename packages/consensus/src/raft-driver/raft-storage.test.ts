@@ -82,6 +82,38 @@ describe('RaftStorage', () => {
     assert.equal(storage.walStats().batches, before + 1);
   });
 
+  it('writes a hard state that only moves the commit index with the next append, not on its own', async () => {
+    const { storage } = await openStorage();
+    await storage.persist({ hardState: { term: 1, vote: 'a', commit: 0 }, entries: entries(1, 4, 1) });
+    const before = storage.walStats();
+    await storage.persist({ hardState: { term: 1, vote: 'a', commit: 3 }, entries: [] });
+    assert.deepEqual(storage.walStats(), before, 'a commit-only Ready costs no write');
+    // A crash now (a second reader of the files; the first storage is never closed) loses that
+    // commit index and nothing else: it is learned again from the leader.
+    const crashed = await RaftStorage.open({ dir, sync: false });
+    open.push(crashed.storage);
+    assert.deepEqual(crashed.recovered.hardState, { term: 1, vote: 'a', commit: 0 });
+    assert.deepEqual(summary(crashed.recovered.entries), summary(entries(1, 4, 1)));
+    await crashed.storage.close();
+    open.pop();
+
+    // The next append carries it.
+    await storage.persist({ entries: entries(5, 5, 1) });
+    assert.equal(storage.walStats().batches, before.batches + 1);
+    const later = await RaftStorage.open({ dir, sync: false });
+    open.push(later.storage);
+    assert.deepEqual(later.recovered.hardState, { term: 1, vote: 'a', commit: 3 });
+    await later.storage.close();
+    open.pop();
+
+    // A new term or vote is written at once, and a clean stop writes the last commit index.
+    await storage.persist({ hardState: { term: 2, vote: '', commit: 3 }, entries: [] });
+    assert.equal(storage.walStats().batches, before.batches + 2);
+    await storage.persist({ hardState: { term: 2, vote: '', commit: 5 }, entries: [] });
+    const { recovered } = await reopen(storage);
+    assert.deepEqual(recovered.hardState, { term: 2, vote: '', commit: 5 });
+  });
+
   it('a later entries record replaces the stored suffix from its first index (Raft §5.3)', async () => {
     const { storage } = await openStorage();
     await storage.persist({ hardState: { term: 1, vote: 'a', commit: 2 }, entries: entries(1, 6, 1) });

@@ -114,6 +114,8 @@ export class RaftStorage {
   private snapshotMeta: SnapshotMeta | undefined;
   /** Index of the snapshot in the file (may be ahead of snapshotMeta until its marker is appended). */
   private fileSnapshotIndex: number;
+  /** hardState holds a commit index not written yet (see persist). */
+  private hardStateUnwritten = false;
   /** Serializes snapshot file writers: concurrent writers of one path would share its temp file. */
   private fileChain: Promise<unknown> = Promise.resolve();
   private closed = false;
@@ -220,6 +222,11 @@ export class RaftStorage {
     return this.snapshotMeta?.index ?? 0;
   }
 
+  /** Index of the last durable log entry (the snapshot's index when the log after it is empty). */
+  get lastIndex(): number {
+    return this.log.lastIndex ?? this.snapshotIndex;
+  }
+
   /** Records the starting membership of a brand-new group. */
   async bootstrap(record: BootstrapRecord): Promise<void> {
     this.assertOpen();
@@ -243,9 +250,22 @@ export class RaftStorage {
       }
       markerAt = records.push(encodeSnapshotMarker(update.snapshot.meta)) - 1;
     }
+    // etcd's MustSync: new entries, a snapshot, or a new term or vote must be durable before the
+    // acknowledgements and votes that depend on them leave. A hard state that only moves the
+    // commit index need not be: a commit index lost in a crash is learned again from the leader
+    // (and a snapshot's index counts as committed on restart). Such a hard state is kept in memory
+    // and written with the next append (or the next snapshot marker, or on close), like etcd's
+    // buffered WAL encoder that reaches the disk only with the next sync; so the many Readies
+    // that only commit cost no I/O at all.
     if (update.hardState !== undefined) {
-      records.push(encodeHardState(update.hardState));
+      const mustWrite = update.hardState.term !== this.hardState.term || update.hardState.vote !== this.hardState.vote;
       this.hardState = update.hardState;
+      this.hardStateUnwritten = true;
+      if (!mustWrite && update.snapshot === undefined && update.entries.length === 0) return;
+    }
+    if (this.hardStateUnwritten) {
+      records.push(encodeHardState(this.hardState));
+      this.hardStateUnwritten = false;
     }
     const entryBatches = splitEntries(update.entries);
     const firstEntriesAt = records.length;
@@ -293,6 +313,7 @@ export class RaftStorage {
     this.assertOpen();
     if (meta.index <= this.snapshotIndex) return false;
     if (meta.index > this.fileSnapshotIndex) throw new Error(`snapshot ${meta.index} is recorded before its file was written`);
+    this.hardStateUnwritten = false;
     const [markerPosition] = await this.wal.append([encodeSnapshotMarker(meta), encodeHardState(this.hardState)]);
     if (meta.index <= this.snapshotIndex) return false;
     this.snapshotMeta = meta;
@@ -313,6 +334,11 @@ export class RaftStorage {
     if (this.closed) return;
     this.closed = true;
     await this.fileChain;
+    if (this.hardStateUnwritten) {
+      // A clean stop keeps the latest commit index, so a restart replays no further than needed.
+      this.hardStateUnwritten = false;
+      await this.wal.append([encodeHardState(this.hardState)]);
+    }
     await this.wal.close();
   }
 
