@@ -179,3 +179,33 @@ test('with an OTLP endpoint, spans are exported over OTLP/HTTP and flushed on sh
     collector.close();
   }
 });
+
+test("Concord's own spans (tracer) are recorded under --import register, and nest in the active span", async () => {
+  // The SDK registers through @opentelemetry/api's CommonJS build; `tracer` comes from its ES
+  // module build and was once a no-op for good, so no proposal or election span ever left a process.
+  const runtimeUrl = new URL('./index.js', import.meta.url).href;
+  const program = `
+    const { tracer, startTelemetry } = await import(${JSON.stringify(runtimeUrl)});
+    await tracer.startActiveSpan('concord-probe-parent', async (parent) => {
+      tracer.startSpan('concord-probe-child').end();
+      parent.end();
+    });
+    await startTelemetry('ignored').shutdown();
+  `;
+  const output = await new Promise<string>((resolve, reject) => {
+    execFile(
+      process.execPath,
+      ['--import', '@concord/runtime/register', '--input-type=module', '-e', program],
+      { cwd: fileURLToPath(new URL('..', import.meta.url)), env: { PATH: process.env['PATH'] ?? '', OTEL_TRACES_EXPORTER: 'console' }, timeout: 30_000 },
+      (error, stdout, stderr) => (error ? reject(new Error(`${error.message}\n${stderr}`)) : resolve(stdout)),
+    );
+  });
+  const blocks = output.split(/\n(?=\{\n)/);
+  const parent = blocks.find((block) => block.includes("name: 'concord-probe-parent'"));
+  const child = blocks.find((block) => block.includes("name: 'concord-probe-child'"));
+  assert.ok(parent !== undefined && child !== undefined, output);
+  const parentTrace = /\btraceId: '([0-9a-f]{32})'/.exec(parent)?.[1];
+  const parentId = /\bid: '([0-9a-f]{16})'/.exec(parent)?.[1];
+  assert.equal(/\btraceId: '([0-9a-f]{32})'/.exec(child)?.[1], parentTrace);
+  assert.match(child, new RegExp(`parentSpanContext: \\{[^}]*spanId: '${parentId}'`));
+});

@@ -209,5 +209,16 @@ export async function flushTelemetry(timeoutMs: number): Promise<void> {
   }
 }
 
-/** Concord's tracer (instrumentation scope "concord"). */
-export const tracer: Tracer = trace.getTracer('concord');
+/**
+ * Concord's tracer (instrumentation scope "concord"). It looks the tracer up on every span rather
+ * than once when this module loads: @opentelemetry/api ships a CommonJS and an ES module build,
+ * and the SDK (require()d above) registers its provider through the CommonJS one. A tracer taken
+ * from this module's ES module copy before that stays a no-op for good (its proxy provider never
+ * gets the delegate), while a lookup after it finds the registered provider through the global
+ * both copies share.
+ */
+export const tracer: Tracer = {
+  startSpan: (name, options, context) => trace.getTracer('concord').startSpan(name, options, context),
+  startActiveSpan: ((...args: Parameters<Tracer['startActiveSpan']>) =>
+    (trace.getTracer('concord').startActiveSpan as (...inner: unknown[]) => unknown)(...args)) as Tracer['startActiveSpan'],
+};
