@@ -5,6 +5,7 @@ import type { ScanResponse } from '@concord/proto/kv';
 import { batchedStreamSource, callUnary, type PullSource } from './calls.js';
 import { CoordinatorSet } from './coordinators.js';
 import { ShardRouter, type RoutedScanRequest } from './shard-router.js';
+import { tlsCredentials, type TlsOptions } from './tls.js';
 
 /** How long a call may take when the caller names no deadline. */
 export const DEFAULT_DEADLINE_MS = 5000;
@@ -30,7 +31,13 @@ export interface ConnectOptions {
   routing?: Routing;
   /** Deadline of each call, retries included, unless the call gives its own. Default 5000 ms. */
   deadlineMs?: number;
-  /** Default insecure (plain HTTP/2). */
+  /**
+   * TLS to the coordinators and shard replicas: the CA their certificates are signed by and, for a
+   * cluster started with --tls-* (which requires client certificates), this client's certificate
+   * and key. PEM contents, not file names. Not combined with `credentials`.
+   */
+  tls?: TlsOptions;
+  /** Any grpc-js channel credentials, for what `tls` does not cover. Default insecure (plain HTTP/2). */
   credentials?: ChannelCredentials;
 }
 
@@ -177,7 +184,8 @@ export class ConcordClient {
    * wrong address or an unreachable cluster fails now rather than on the first call.
    */
   static async connect(options: ConnectOptions): Promise<ConcordClient> {
-    const credentials = options.credentials ?? grpcCredentials.createInsecure();
+    if (options.tls !== undefined && options.credentials !== undefined) throw new TypeError('connect: give tls or credentials, not both');
+    const credentials = options.tls !== undefined ? tlsCredentials(options.tls) : (options.credentials ?? grpcCredentials.createInsecure());
     const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS;
     const coordinators = new CoordinatorSet({ addresses: typeof options.address === 'string' ? [options.address] : options.address, credentials });
     if ((options.routing ?? 'direct') === 'coordinator') {

@@ -1,4 +1,6 @@
 export { ConcordClient, DEFAULT_DEADLINE_MS } from './concord-client.js';
+export { tlsCredentials } from './tls.js';
+export type { TlsOptions } from './tls.js';
 export type {
   CallOptions,
   ConnectOptions,

@@ -38,4 +38,15 @@ export {
   BATCH_SIZE_BUCKETS,
 } from './metrics.js';
 export type { MetricSpec, HistogramSpec, MetricsOptions, MetricsServer, MetricsServerOptions, Counter, Gauge, Histogram } from './metrics.js';
-export { COMMON_ROLE_OPTION_SPECS, LISTEN_PATTERN, splitHostPort } from './role-options.js';
+export {
+  COMMON_ROLE_OPTION_SPECS,
+  ADVERTISE_OPTION_SPEC,
+  TLS_OPTION_SPECS,
+  LISTEN_PATTERN,
+  splitHostPort,
+  isWildcardHost,
+  optionOrigin,
+  compileAdvertise,
+} from './role-options.js';
+export { compileTlsOptions, serverCredentials, channelCredentials } from './tls.js';
+export type { TlsMaterial, RawTlsOptions } from './tls.js';

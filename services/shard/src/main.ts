@@ -16,6 +16,10 @@ A group of three: start each member with the same --peers and its own --member-i
   --member-id g1-0 --listen 127.0.0.1:7101 --peers g1-0=127.0.0.1:7101,g1-1=127.0.0.1:7102,g1-2=127.0.0.1:7103
 (and g1-1 on 7102, g1-2 on 7103). --engine single serves a group of one without --peers.
 
+In a Kubernetes pod: --listen 0.0.0.0:7100 with the pods' DNS names in --peers (and, to say it
+outright, --advertise <pod>.<headless-service>:7100). With --tls-cert, --tls-key and --tls-ca every
+connection, in and out, is mutual TLS.
+
 Settings (a flag wins over its environment variable, which wins over the default):
 `;
 

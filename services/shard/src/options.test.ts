@@ -1,6 +1,10 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { OptionsError, formatOptionsHelp } from '@concord/runtime';
+import { createCertificateAuthority, issueCertificate } from '@concord/runtime/testing';
 import { SHARD_OPTION_SPECS, compileShardOptions } from './options.js';
 
 const PEERS = 'g1-0=127.0.0.1:7101,g1-1=127.0.0.1:7102,g1-2=127.0.0.1:7103';
@@ -66,9 +70,54 @@ describe('compileShardOptions', () => {
     assertOptionsError([...joining, '--listen', '127.0.0.1:7110'], /^--peers: required with --join: the running group's current members/);
     assertOptionsError([...joining, '--listen', '127.0.0.1:7110', '--peers', 'g1-3=127.0.0.1:7110,g1-0=127.0.0.1:7101'], /^--peers: with --join, must list the running group's current members without this replica; g1-3 is listed/);
     assertOptionsError([...joining, '--peers', 'g1-0=127.0.0.1:7101'], /^--listen: port 0 cannot be used with --join/);
-    assertOptionsError([...joining, '--listen', '0.0.0.0:7110', '--peers', 'g1-0=127.0.0.1:7101'], /^--listen: with --join, --listen is the address the other members dial/);
+    assertOptionsError([...joining, '--listen', '0.0.0.0:7110', '--peers', 'g1-0=127.0.0.1:7101'], /^--listen: with --join, --listen is the address the other members dial unless --advertise names another/);
     assertOptionsError([...joining, '--listen', '127.0.0.1:7101', '--peers', 'g1-0=127.0.0.1:7101'], /^--listen: 127.0.0.1:7101 is the address of a current member/);
     assertOptionsError([...REQUIRED_SINGLE, '--join'], /^--join: only a raft replica can join a group/);
+  });
+
+  it('advertises --advertise rather than --listen: a joining replica may listen on every interface', () => {
+    const joining = ['--group-id', 'g1', '--member-id', 'g1-3', '--data-dir', '/d', '--ring-groups', 'g1', '--join', '--peers', 'g1-0=shard-g1-0.shard-g1:7100'];
+    const options = compile([...joining, '--listen', '0.0.0.0:7100', '--advertise', 'shard-g1-3.shard-g1.default.svc.cluster.local:7100']);
+    assert.equal(options.advertisedAddress, 'shard-g1-3.shard-g1.default.svc.cluster.local:7100');
+    assert.equal(options.listenHost, '0.0.0.0');
+    assertOptionsError([...joining, '--listen', '0.0.0.0:7100', '--advertise', 'shard-g1-0.shard-g1:7100'], /^--advertise: shard-g1-0.shard-g1:7100 is the address of a current member/);
+    assertOptionsError([...joining, '--listen', '0.0.0.0:7100'], /give --advertise <host:port>/);
+  });
+
+  it("takes --advertise on a founding raft replica only as its --peers entry, which then need not share --listen's port", () => {
+    const peers = 'g1-0=shard-g1-0.shard-g1:7100,g1-1=shard-g1-1.shard-g1:7100,g1-2=shard-g1-2.shard-g1:7100';
+    const founding = ['--group-id', 'g1', '--member-id', 'g1-1', '--data-dir', '/d', '--ring-groups', 'g1', '--peers', peers];
+    assert.equal(compile([...founding, '--listen', '0.0.0.0:7100']).advertisedAddress, 'shard-g1-1.shard-g1:7100');
+    assert.equal(compile([...founding, '--listen', '[::]:7100'], { CONCORD_ADVERTISE: 'shard-g1-1.shard-g1:7100' }).advertisedAddress, 'shard-g1-1.shard-g1:7100');
+    assertOptionsError(
+      [...founding, '--listen', '0.0.0.0:7100', '--advertise', '10.0.0.7:7100'],
+      /^--advertise: must be this replica's --peers address shard-g1-1.shard-g1:7100, the one its group records for it, or be left out \(got 10.0.0.7:7100\)$/,
+    );
+    assertOptionsError([...founding, '--listen', '0.0.0.0:9100'], /^--listen: port 9100 differs from .*say so with --advertise\), so listen on port 7100$/);
+    assert.equal(compile([...founding, '--listen', '0.0.0.0:9100', '--advertise', 'shard-g1-1.shard-g1:7100']).listenPort, 9100);
+  });
+
+  it('advertises --advertise with the single engine, else nothing (the bound address)', () => {
+    assert.equal(compile(REQUIRED_SINGLE).advertisedAddress, '');
+    assert.equal(compile([...REQUIRED_SINGLE, '--listen', '0.0.0.0:7100', '--advertise', 'shard-g1-0.shard-g1:7100']).advertisedAddress, 'shard-g1-0.shard-g1:7100');
+    assertOptionsError([...REQUIRED_SINGLE, '--advertise', '0.0.0.0:7100'], /^--advertise: is the address others dial, so it must name this host/);
+    assertOptionsError([...REQUIRED_SINGLE, '--advertise', 'shard:0'], /^--advertise: .*port from 1 to 65535/);
+    assertOptionsError([...REQUIRED_SINGLE, '--advertise', 'shard'], /^--advertise: must be empty, or host:port/);
+  });
+
+  it('reads the --tls-* files when all three are given, and refuses fewer or a file it cannot read', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'concord-shard-tls-'));
+    try {
+      const ca = createCertificateAuthority(dir, 'ca');
+      const cert = issueCertificate(ca, dir, 'g1-0', { ips: ['127.0.0.1'] });
+      assert.equal(compile(REQUIRED).tls, undefined);
+      const options = compile([...REQUIRED, '--tls-cert', cert.cert, '--tls-key', cert.key], { CONCORD_TLS_CA: ca.cert });
+      assert.match(options.tls?.ca.toString() ?? '', /BEGIN CERTIFICATE/);
+      assertOptionsError([...REQUIRED, '--tls-cert', cert.cert, '--tls-ca', ca.cert], /^--tls-cert, --tls-key and --tls-ca go together: .*missing --tls-key/);
+      assertOptionsError([...REQUIRED, '--tls-cert', cert.cert, '--tls-key', join(dir, 'gone.key'), '--tls-ca', ca.cert], /^--tls-key: cannot read .*gone\.key/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('requires --peers for raft, naming this replica, and refuses them for single', () => {
@@ -174,7 +223,7 @@ describe('compileShardOptions', () => {
 
   it('lists every setting in the help text', () => {
     const help = formatOptionsHelp(SHARD_OPTION_SPECS);
-    const flags = ['group-id', 'member-id', 'listen', 'data-dir', 'ring-groups', 'ring-vnodes', 'ring-epoch', 'engine', 'peers', 'tick-ms', 'election-ticks', 'heartbeat-ticks', 'sync', 'snapshot-every', 'log-level'];
+    const flags = ['group-id', 'member-id', 'listen', 'data-dir', 'ring-groups', 'ring-vnodes', 'ring-epoch', 'engine', 'peers', 'tick-ms', 'election-ticks', 'heartbeat-ticks', 'sync', 'snapshot-every', 'log-level', 'advertise', 'tls-cert', 'tls-key', 'tls-ca'];
     for (const flag of flags) {
       assert.match(help, new RegExp(`--${flag}\\b`));
     }

@@ -1,7 +1,20 @@
 // The shard role's settings: one table of flags, environment variables and defaults, compiled into
 // a typed ShardOptions. Only src/main.ts calls compileShardOptions; everything below takes options.
 
-import { COMMON_ROLE_OPTION_SPECS, LISTEN_PATTERN, compileOptionSpecs, LOG_LEVELS, OptionsError, splitHostPort, type OptionSources, type OptionSpec } from '@concord/runtime';
+import {
+  COMMON_ROLE_OPTION_SPECS,
+  LISTEN_PATTERN,
+  compileAdvertise,
+  compileOptionSpecs,
+  compileTlsOptions,
+  isWildcardHost,
+  LOG_LEVELS,
+  OptionsError,
+  splitHostPort,
+  type OptionSources,
+  type OptionSpec,
+  type TlsMaterial,
+} from '@concord/runtime';
 import { DEFAULT_SNAPSHOT_EVERY, RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS, type EngineName } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 
@@ -42,7 +55,11 @@ export interface ShardOptions {
    * leader adds it (Shard.ChangeMembership ADD_LEARNER with `advertisedAddress`).
    */
   join: boolean;
-  /** Raft only: host:port the other members and clients dial (its --peers entry, or --listen with --join). */
+  /**
+   * host:port the other members and clients dial, named in leader hints and Status: --advertise,
+   * else with raft its --peers entry (or --listen with --join). Empty with the single engine and no
+   * --advertise: the bound address is used.
+   */
   advertisedAddress: string;
   /** Raft only: length of one tick; timeouts below are counted in ticks. */
   tickMs: number;
@@ -59,6 +76,8 @@ export interface ShardOptions {
   logLevel: (typeof LOG_LEVELS)[number];
   /** Where to serve Prometheus metrics on GET /metrics; undefined (the default) serves none. */
   metricsListen?: { host: string; port: number };
+  /** Mutual TLS on the server and on every channel this replica opens; undefined: plaintext. */
+  tls?: TlsMaterial;
 }
 
 /** The raw settings as compileOptionSpecs returns them, before cross-field checks. */
@@ -81,6 +100,10 @@ interface RawShardOptions extends Record<string, unknown> {
   snapshotEvery: number;
   logLevel: string;
   metricsListen: string;
+  advertise: string;
+  tlsCert: string;
+  tlsKey: string;
+  tlsCa: string;
 }
 
 /**
@@ -240,24 +263,29 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
   const memberId = raw.memberId === '' ? `${raw.groupId}-0` : raw.memberId;
   const engine = raw.engine as ShardEngine;
   const peersOrigin = originOf(sources, SHARD_OPTION_SPECS.peers);
+  const advertise = compileAdvertise(raw.advertise, sources);
+  const advertiseOrigin = originOf(sources, SHARD_OPTION_SPECS.advertise);
   let peers: Record<string, string> = {};
-  let advertisedAddress = '';
+  let advertisedAddress = advertise;
   const listenOrigin = originOf(sources, SHARD_OPTION_SPECS.listen);
   if (engine === 'raft' && raw.join) {
     peers = parsePeers(raw.peers, peersOrigin, memberId, 'join');
     if (port === 0) {
       throw new OptionsError(
-        `${listenOrigin}: port 0 cannot be used with --join: the group's members dial this replica at its --listen address, which the leader is told when it adds it`,
+        `${listenOrigin}: port 0 cannot be used with --join: the group's members dial this replica at its advertised address, which the leader is told when it adds it`,
       );
     }
-    if (host === '0.0.0.0' || host === '::') {
+    if (advertise === '' && isWildcardHost(host)) {
       throw new OptionsError(
-        `${listenOrigin}: with --join, --listen is the address the other members dial, so it must name a reachable host, not ${host} (got ${raw.listen})`,
+        `${listenOrigin}: with --join, --listen is the address the other members dial unless --advertise names another, ` +
+          `so give --advertise <host:port> (e.g. <pod>.<service>:${port}) or listen on a reachable host, not ${host} (got ${raw.listen})`,
       );
     }
-    advertisedAddress = raw.listen;
+    if (advertise === '') advertisedAddress = raw.listen;
     if (Object.values(peers).includes(advertisedAddress)) {
-      throw new OptionsError(`${listenOrigin}: ${advertisedAddress} is the address of a current member in --peers; a new replica needs an address of its own`);
+      throw new OptionsError(
+        `${advertise === '' ? listenOrigin : advertiseOrigin}: ${advertisedAddress} is the address of a current member in --peers; a new replica needs an address of its own`,
+      );
     }
     if (raw.heartbeatTicks >= raw.electionTicks) {
       throw new OptionsError(
@@ -266,6 +294,14 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     }
   } else if (engine === 'raft') {
     peers = parsePeers(raw.peers, peersOrigin, memberId);
+    // The group records each member's --peers address when it bootstraps; advertising another
+    // would leave hints and Status naming an address the log does not know (as etcd checks
+    // --initial-advertise-peer-urls against --initial-cluster).
+    if (advertise !== '' && advertise !== peers[memberId]) {
+      throw new OptionsError(
+        `${advertiseOrigin}: must be this replica's --peers address ${peers[memberId]!}, the one its group records for it, or be left out (got ${advertise})`,
+      );
+    }
     advertisedAddress = peers[memberId]!;
     const own = splitHostPort(peers[memberId]!);
     if (port === 0) {
@@ -274,9 +310,11 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
           `${peers[memberId]!}, so listen on port ${own.port} (e.g. --listen ${host.includes(':') ? `[${host}]` : host}:${own.port})`,
       );
     }
-    if (port !== own.port) {
+    // An explicit --advertise says the address is reachable however ports are mapped on the way.
+    if (port !== own.port && advertise === '') {
       throw new OptionsError(
-        `${listenOrigin}: port ${port} differs from this replica's --peers address ${peers[memberId]!}; the other members and clients dial that address, so listen on port ${own.port}`,
+        `${listenOrigin}: port ${port} differs from this replica's --peers address ${peers[memberId]!}; the other members and clients dial that address ` +
+          `(if a port mapping makes this replica reachable there, say so with --advertise), so listen on port ${own.port}`,
       );
     }
     if (raw.heartbeatTicks >= raw.electionTicks) {
@@ -289,6 +327,7 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
   } else if (raw.join) {
     throw new OptionsError(`${originOf(sources, SHARD_OPTION_SPECS.join)}: only a raft replica can join a group; remove it, or use --engine raft (got --engine ${engine})`);
   }
+  const tls = compileTlsOptions(raw, sources);
   return {
     groupId: raw.groupId,
     memberId,
@@ -310,6 +349,7 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     snapshotEvery: raw.snapshotEvery,
     logLevel: raw.logLevel as ShardOptions['logLevel'],
     ...(metricsListen !== undefined ? { metricsListen } : {}),
+    ...(tls !== undefined ? { tls } : {}),
   };
 }
 

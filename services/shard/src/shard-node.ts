@@ -3,14 +3,15 @@
 //
 // With the raft engine one server carries both concord.v1.Shard (clients, the coordinator) and
 // concord.v1.Consensus (the other members of the group), so a member's --peers address is also
-// the address a NOT_LEADER answer names as the leader's.
+// the address a NOT_LEADER answer names as the leader's. With --tls-* that server and the
+// channels to the other members are mutual TLS.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ShardService, type ShardCommandResult } from '@concord/proto/shard';
 import { ConsensusPeerService, GrpcRaftTransport, RaftGroup, SingleGroup, type ConsensusGroup } from '@concord/consensus';
 import { HashRing } from '@concord/ring';
-import { ConcordServer, startMetricsServer, type Logger, type MetricsServer, type ServiceBinding } from '@concord/runtime';
+import { ConcordServer, channelCredentials, startMetricsServer, type Logger, type MetricsServer, type ServiceBinding } from '@concord/runtime';
 import { KvStateMachine } from './kv-state-machine.js';
 import type { ShardOptions } from './options.js';
 import { SHARD_SERVICE_NAME, ShardHandlers, createShardServer } from './shard-service.js';
@@ -19,7 +20,10 @@ import { SHARD_SERVICE_NAME, ShardHandlers, createShardServer } from './shard-se
 export const SHUTDOWN_DRAIN_MS = 5_000;
 
 export interface ShardNode {
-  /** host:port clients dial: the --peers (or, joining, the --listen) address with raft, else the bound address (also when port 0 was asked for). */
+  /**
+   * host:port clients and peers dial: --advertise, else the --peers (or, joining, the --listen)
+   * address with raft, else the bound address (also when port 0 was asked for).
+   */
   readonly address: string;
   /** The port the server is bound to. */
   readonly port: number;
@@ -58,9 +62,15 @@ async function startServing(options: ShardOptions, logger: Logger, metricsServer
   const peerService = options.engine === 'raft' ? new ConsensusPeerService({ logger }) : undefined;
   const services: ServiceBinding[] = [{ name: SHARD_SERVICE_NAME, definition: ShardService, implementation: createShardServer(handlers) }];
   if (peerService !== undefined) services.push(peerService.binding());
-  const server = await ConcordServer.start({ host: options.listenHost, port: options.listenPort, services, logger });
+  const server = await ConcordServer.start({
+    host: options.listenHost,
+    port: options.listenPort,
+    services,
+    logger,
+    ...(options.tls !== undefined ? { tls: options.tls } : {}),
+  });
   server.setServing(SHARD_SERVICE_NAME, false);
-  const address = options.engine === 'raft' ? options.advertisedAddress : server.address;
+  const address = options.advertisedAddress !== '' ? options.advertisedAddress : server.address;
 
   let group: ConsensusGroup<ShardCommandResult>;
   try {
@@ -127,7 +137,13 @@ function createGroup(
       });
     case 'raft': {
       if (peerService === undefined) throw new Error('the raft engine needs the consensus peer service');
-      const transport = new GrpcRaftTransport({ groupId: options.groupId, memberId: options.memberId, peerService, logger });
+      const transport = new GrpcRaftTransport({
+        groupId: options.groupId,
+        memberId: options.memberId,
+        peerService,
+        credentials: channelCredentials(options.tls),
+        logger,
+      });
       return new RaftGroup<ShardCommandResult>({
         groupId: options.groupId,
         memberId: options.memberId,
