@@ -1,16 +1,17 @@
 // concord.v1.Cluster: the ring clients route with, and the health of every group, gathered by
 // asking every shard replica and every other coordinator for its own view.
 
-import { Metadata, credentials, status as grpcStatus, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
+import { Metadata, credentials, status as grpcStatus, type ChannelCredentials, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS } from '@concord/client';
 import { MemberRole, memberRoleFromJSON, type ClusterServer, type GroupStatus, type MemberStatus } from '@concord/proto/cluster';
 import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
-import { unary } from '@concord/runtime';
+import { ServiceError, unary } from '@concord/runtime';
 import type { ProposeOutcome } from '@concord/consensus';
 import type { ShardDirectory } from './directory.js';
 import type { MetaCommand, MetaResult } from './meta/commands.js';
 import { changeShardMembership } from './shard-membership.js';
 import { META_GROUP_ID } from './meta/meta-group.js';
+import { changeMetaMembership, type MetaMembershipSource } from './meta/meta-membership.js';
 import { MetaStatusReporter, isMemberProbe, type MetaStatusSource } from './meta-status.js';
 
 /**
@@ -40,6 +41,10 @@ export interface ClusterServiceOptions {
   readBarrier?: () => Promise<void>;
   /** Proposes to the meta group (ChangeShardMembership records addresses with it). None with the config engine. */
   proposeMeta?: (command: MetaCommand) => Promise<ProposeOutcome<MetaResult>>;
+  /** Changes the meta group's own membership (ChangeShardMembership with group_id "meta"). None with the config engine. */
+  metaMembership?: MetaMembershipSource;
+  /** Credentials of the channels to shard replicas and other coordinators (mutual TLS with --tls-*); default plaintext. */
+  credentials?: ChannelCredentials;
 }
 
 /** The outcome of one Status probe. */
@@ -49,12 +54,15 @@ type Probe = { address: string; response: ShardStatusResponse } | { address: str
 export class StatusProber {
   private readonly channels = new Map<string, ShardClient>();
 
-  constructor(private readonly timeoutMs: number) {}
+  constructor(
+    private readonly timeoutMs: number,
+    private readonly channelCredentials: ChannelCredentials = credentials.createInsecure(),
+  ) {}
 
   probe(address: string): Promise<Probe> {
     let channel = this.channels.get(address);
     if (channel === undefined) {
-      channel = new ShardClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+      channel = new ShardClient(address, this.channelCredentials, CHANNEL_OPTIONS);
       this.channels.set(address, channel);
     }
     const client = channel;
@@ -121,8 +129,9 @@ export function groupStatus(groupId: string, probes: readonly Probe[], ringShare
 export function createClusterService(options: ClusterServiceOptions): { implementation: ClusterServer; close(): void } {
   const { directory } = options;
   const probeTimeoutMs = options.probeTimeoutMs ?? STATUS_PROBE_TIMEOUT_MS;
-  const prober = new StatusProber(probeTimeoutMs);
-  const metaReporter = options.meta === undefined ? undefined : new MetaStatusReporter(options.meta, options.memberId, options.selfAddress, probeTimeoutMs);
+  const prober = new StatusProber(probeTimeoutMs, options.credentials);
+  const metaReporter =
+    options.meta === undefined ? undefined : new MetaStatusReporter(options.meta, options.memberId, options.selfAddress, probeTimeoutMs, options.credentials);
 
   const shardGroups = async (): Promise<GroupStatus[]> => {
     const state = directory.current();
@@ -173,17 +182,28 @@ export function createClusterService(options: ClusterServiceOptions): { implemen
       const [meta, groups] = await Promise.all([metaReporter.group(), shardGroups()]);
       return { ringEpoch: ringEpoch(), meta, groups };
     }),
-    changeShardMembership: unary(async (request, call) =>
-      changeShardMembership(
+    changeShardMembership: unary(async (request, call) => {
+      // The coordinators' own group: the same three steps, carried out by the meta leader itself.
+      if (request.groupId === META_GROUP_ID) {
+        if (options.metaMembership === undefined) {
+          throw new ServiceError(
+            grpcStatus.FAILED_PRECONDITION,
+            'group_id: this coordinator runs --engine config, alone, without a meta group whose membership could change; use --engine raft',
+          );
+        }
+        return changeMetaMembership(options.metaMembership, request, call.getDeadline());
+      }
+      return changeShardMembership(
         {
           directory,
           knownLeader: options.knownLeader,
           ...(options.proposeMeta !== undefined ? { proposeMeta: options.proposeMeta } : {}),
+          ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
         },
         request,
         call.getDeadline(),
-      ),
-    ),
+      );
+    }),
   };
   return {
     implementation,

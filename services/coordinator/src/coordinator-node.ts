@@ -5,7 +5,8 @@
 // group's peer messages), so a coordinator's --peers address is also where followers forward
 // client calls to it when it leads. The leader serves every public call itself; followers forward
 // them (forwarding.ts). With the config engine this process is the only coordinator and serves
-// everything from --groups.
+// everything from --groups. With --tls-* the server and every channel this coordinator opens (to
+// shard replicas, to the other coordinators) are mutual TLS.
 
 import { status } from '@grpc/grpc-js';
 import { METADATA_LEADER, METADATA_REASON, REASON_NOT_LEADER } from '@concord/client';
@@ -14,7 +15,7 @@ import { ClusterService } from '@concord/proto/cluster';
 import { KVService } from '@concord/proto/kv';
 import { MapReduceService } from '@concord/proto/mapreduce';
 import { TxnService } from '@concord/proto/txn';
-import { ConcordServer, ServiceError, startMetricsServer, type Logger, type ServiceBinding } from '@concord/runtime';
+import { ConcordServer, ServiceError, channelCredentials, startMetricsServer, type Logger, type ServiceBinding } from '@concord/runtime';
 import { createClusterService } from './cluster-service.js';
 import { ShardDirectory } from './directory.js';
 import { createDirectoryRouter } from './directory-router.js';
@@ -27,7 +28,10 @@ import type { CoordinatorEngine, CoordinatorOptions } from './options.js';
 import { createMapReduceService, createTxnService } from './unimplemented-services.js';
 
 export interface CoordinatorNode {
-  /** host:port clients dial: the --peers address with raft, else the bound address (also when port 0 was asked for). */
+  /**
+   * host:port clients and peers dial: the --peers address (or, joining, --advertise or --listen)
+   * with raft; else --advertise, or the bound address (also when port 0 was asked for).
+   */
   readonly address: string;
   /** The port the server is bound to. */
   readonly port: number;
@@ -69,21 +73,22 @@ export async function startCoordinator(options: CoordinatorOptions, logger: Logg
 
 async function startConfigCoordinator(options: CoordinatorOptions, logger: Logger): Promise<Omit<CoordinatorNode, 'metricsAddress'>> {
   const directory = new ShardDirectory({ ringEpoch: options.ringEpoch, ringVnodes: options.ringVnodes, groups: options.groups });
-  let selfAddress = '';
+  let selfAddress = options.advertisedAddress;
   const wiring = publicServices({ options, directory, selfAddress: () => selfAddress });
   let server: ConcordServer;
   try {
-    server = await ConcordServer.start({ host: options.listenHost, port: options.listenPort, logger, services: wiring.bindings });
+    server = await ConcordServer.start({ host: options.listenHost, port: options.listenPort, logger, services: wiring.bindings, ...serverTls(options) });
   } catch (error) {
     wiring.close();
     throw error;
   }
-  selfAddress = server.address;
+  // Port 0 is only known once bound; --advertise, when given, is what others are told.
+  if (selfAddress === '') selfAddress = server.address;
   logger.debug({ ring_epoch: options.ringEpoch, groups: options.groups.map((group) => group.groupId) }, 'ring loaded from configuration');
 
   let stopping: Promise<void> | undefined;
   return {
-    address: server.address,
+    address: selfAddress,
     port: server.port,
     memberId: options.memberId,
     engine: 'config',
@@ -102,8 +107,9 @@ async function startConfigCoordinator(options: CoordinatorOptions, logger: Logge
  * meta leader is known yet).
  */
 async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger): Promise<Omit<CoordinatorNode, 'metricsAddress'>> {
-  const address = options.peers[options.memberId];
-  if (address === undefined) throw new Error(`peers: must include this coordinator's member id ${options.memberId}`);
+  // Its --peers entry; with --join, its --advertise or --listen address (the leader is told it when it adds this member).
+  const address = options.advertisedAddress;
+  if (address === '') throw new Error(`peers: must include this coordinator's member id ${options.memberId}, or --join must give its address`);
   const peerService = new ConsensusPeerService({ logger });
   const meta = new MetaGroup({
     memberId: options.memberId,
@@ -117,10 +123,11 @@ async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger)
     snapshotEvery: options.snapshotEvery,
     seed: options.groups.length === 0 ? undefined : { ringEpoch: options.ringEpoch, vnodes: options.ringVnodes, groups: options.groups },
     peerService,
+    credentials: channelCredentials(options.tls),
     logger,
   });
   const directory = new ShardDirectory(() => meta.directory);
-  const forwarder = new LeaderForwarder({ memberId: options.memberId, leader: () => meta.leader() });
+  const forwarder = new LeaderForwarder({ memberId: options.memberId, leader: () => meta.leader(), credentials: channelCredentials(options.tls) });
   const wiring = publicServices({
     options,
     directory,
@@ -145,7 +152,13 @@ async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger)
 
   let server: ConcordServer;
   try {
-    server = await ConcordServer.start({ host: options.listenHost, port: options.listenPort, logger, services: [...wiring.bindings, peerService.binding()] });
+    server = await ConcordServer.start({
+      host: options.listenHost,
+      port: options.listenPort,
+      logger,
+      services: [...wiring.bindings, peerService.binding()],
+      ...serverTls(options),
+    });
   } catch (error) {
     closeAll();
     throw error;
@@ -165,6 +178,14 @@ async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger)
     { applied_index: recovered?.appliedIndex, ring_epoch: meta.directory?.ring.epoch, peers: Object.keys(options.peers) },
     'meta member recovered',
   );
+  if (recovered !== undefined && !recovered.members.some((member) => member.memberId === options.memberId)) {
+    // A joining coordinator (or one removed from the group): until the leader adds it and
+    // replicates to it, it knows no leader and answers calls with NOT_LEADER.
+    logger.info(
+      { member_id: options.memberId, address, peers: options.peers },
+      `not a member of the meta group: waiting for its leader to add this coordinator (concord member add meta ${options.memberId} ${address})`,
+    );
+  }
 
   let stopping: Promise<void> | undefined;
   return {
@@ -188,6 +209,11 @@ async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger)
   };
 }
 
+/** ConcordServer.start's tls setting, when --tls-* gave one. */
+function serverTls(options: CoordinatorOptions): { tls?: NonNullable<CoordinatorOptions['tls']> } {
+  return options.tls !== undefined ? { tls: options.tls } : {};
+}
+
 interface PublicServicesParams {
   options: CoordinatorOptions;
   directory: ShardDirectory;
@@ -207,8 +233,10 @@ const CLUSTER_FORWARDING: ForwardingPolicy = {
 
 function publicServices(params: PublicServicesParams): { bindings: ServiceBinding[]; close(): void } {
   const { options, directory, forwarder } = params;
-  const { router, refreshIfChanged } = createDirectoryRouter(directory);
+  const credentials = channelCredentials(options.tls);
+  const { router, refreshIfChanged } = createDirectoryRouter(directory, credentials);
   const cluster = createClusterService({
+    credentials,
     directory,
     memberId: options.memberId,
     selfAddress: params.selfAddress,
@@ -216,6 +244,7 @@ function publicServices(params: PublicServicesParams): { bindings: ServiceBindin
     ...(params.meta !== undefined ? { meta: params.meta } : {}),
     ...(params.readBarrier !== undefined ? { readBarrier: params.readBarrier } : {}),
     ...(params.meta !== undefined ? { proposeMeta: (command: MetaCommand) => params.meta!.propose(command) } : {}),
+    ...(params.meta !== undefined ? { metaMembership: params.meta } : {}),
   });
   const bind = (name: string, definition: ServiceBinding['definition'], implementation: ServiceBinding['implementation'], policy?: ForwardingPolicy): ServiceBinding => ({
     name,

@@ -1,6 +1,7 @@
 // The coordinator's own ShardRouter, reading its ring straight from the directory: no network hop,
 // and no GetRing to itself.
 
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import { ShardRouter } from '@concord/client';
 import type { ShardDirectory } from './directory.js';
 
@@ -14,10 +15,12 @@ export interface DirectoryRouter {
   refreshIfChanged(): Promise<void>;
 }
 
-export function createDirectoryRouter(directory: ShardDirectory): DirectoryRouter {
+/** `credentials`: of the channels to shard replicas (mutual TLS with --tls-*); default plaintext. */
+export function createDirectoryRouter(directory: ShardDirectory, credentials?: ChannelCredentials): DirectoryRouter {
   /** Log index of the directory change the router's table was built from. */
   let routedChangedAt: number | undefined;
   const router = new ShardRouter({
+    ...(credentials !== undefined ? { credentials } : {}),
     ringSource: async () => {
       const state = directory.require();
       routedChangedAt = state.changedAt;

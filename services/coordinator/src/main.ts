@@ -24,6 +24,10 @@ A meta group of three: start each coordinator with the same --peers and --groups
 (and coordinator-1 on 7071, coordinator-2 on 7072). --groups, --ring-vnodes and --ring-epoch seed
 an empty meta group only; afterwards the replicated ring is served.
 
+In a Kubernetes pod: --listen 0.0.0.0:7070 with the pods' DNS names in --peers (and, to say it
+outright, --advertise <pod>.<headless-service>:7070). With --tls-cert, --tls-key and --tls-ca every
+connection, in and out, is mutual TLS.
+
 Settings (a flag wins over its environment variable, which wins over the default):
 `;
 

@@ -4,7 +4,7 @@
 // its own entry only, never forwards the probe, and probes nothing further, so a probe costs one
 // hop and cannot recurse.
 
-import { Metadata, credentials, status as grpcStatus, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
+import { Metadata, credentials, status as grpcStatus, type ChannelCredentials, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS } from '@concord/client';
 import type { ConsensusStatus } from '@concord/consensus';
 import { ClusterClient, MemberRole, type GroupStatus, type MemberStatus, type StatusResponse } from '@concord/proto/cluster';
@@ -54,7 +54,8 @@ export function selfMemberStatus(status: ConsensusStatus | undefined, memberId: 
     commitIndex: status.commitIndex,
     appliedIndex: status.appliedIndex,
     engine: status.engine,
-    error: '',
+    // Not in the membership it holds: started with --join and not added yet, or removed.
+    error: status.members.some((member) => member.memberId === memberId) ? '' : 'not a member of the meta group (not added yet, or removed)',
   };
 }
 
@@ -67,6 +68,8 @@ export class MetaStatusReporter {
     private readonly memberId: string,
     private readonly selfAddress: () => string,
     private readonly probeTimeoutMs: number,
+    /** Credentials of the channels to the other coordinators (mutual TLS with --tls-*). */
+    private readonly channelCredentials: ChannelCredentials = credentials.createInsecure(),
   ) {}
 
   /** Only this member: what a member probe answers. */
@@ -87,6 +90,9 @@ export class MetaStatusReporter {
     const members = await Promise.all(
       status.members.map((member) => (member.memberId === this.memberId ? self : this.probe(member.memberId, member.address))),
     );
+    // A coordinator that is not (or not yet) a member, e.g. one started with --join before the
+    // leader added it, answers for itself too: the status names it, with the role it has.
+    if (!status.members.some((member) => member.memberId === this.memberId)) members.push(self);
     return { groupId: META_GROUP_ID, members, leaderId: status.leaderId ?? '', keyCount: 0, ringShare: 0 };
   }
 
@@ -109,7 +115,7 @@ export class MetaStatusReporter {
     if (address === '') return Promise.resolve(unreachable('no address known for this member'));
     let client = this.channels.get(address);
     if (client === undefined) {
-      client = new ClusterClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+      client = new ClusterClient(address, this.channelCredentials, CHANNEL_OPTIONS);
       this.channels.set(address, client);
     }
     const metadata = new Metadata();

@@ -1,6 +1,10 @@
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { OptionsError } from '@concord/runtime';
+import { createCertificateAuthority, issueCertificate } from '@concord/runtime/testing';
 import { compileCoordinatorOptions } from './options.js';
 
 const compile = (argv: string[], env: Record<string, string> = {}) => compileCoordinatorOptions({ argv, env });
@@ -29,6 +33,8 @@ describe('compileCoordinatorOptions', () => {
       memberId: 'coordinator-0',
       engine: 'raft',
       peers: { 'coordinator-0': '127.0.0.1:7070', 'coordinator-1': '127.0.0.1:7071', 'coordinator-2': '127.0.0.1:7072' },
+      join: false,
+      advertisedAddress: '127.0.0.1:7070',
       dataDir: '/var/lib/concord',
       groups: [
         { groupId: 'g1', addresses: ['127.0.0.1:7101'] },
@@ -134,6 +140,32 @@ describe('compileCoordinatorOptions', () => {
     rejects([], /^CONCORD_PEERS \(for --peers\): member id must be/, { CONCORD_PEERS: '!=h:1' });
   });
 
+  it('raft --join: a new coordinator listed nowhere in --peers, which name the running members, advertising --listen', () => {
+    const joining = ['--member-id', 'coordinator-3', '--data-dir', 'd', '--join'];
+    const options = compile([...joining, '--listen', '127.0.0.1:7073', '--peers', 'coordinator-1=127.0.0.1:7071,coordinator-2=127.0.0.1:7072']);
+    assert.equal(options.join, true);
+    assert.equal(options.advertisedAddress, '127.0.0.1:7073');
+    assert.deepEqual(options.peers, { 'coordinator-1': '127.0.0.1:7071', 'coordinator-2': '127.0.0.1:7072' });
+    assert.equal(compile([...joining, '--listen', '127.0.0.1:7073', '--peers', 'coordinator-1=127.0.0.1:7071'], { CONCORD_JOIN: 'false' }).join, true);
+    assert.equal(compile(['--listen', '127.0.0.1:7073', '--peers', 'coordinator-1=127.0.0.1:7071', '--member-id', 'coordinator-3', '--data-dir', 'd'], { CONCORD_JOIN: 'true' }).join, true);
+    rejects([...joining, '--listen', '127.0.0.1:7073'], /^--peers: required with --join: the running meta group's current members .*--member-id coordinator-3/);
+    rejects(
+      [...joining, '--listen', '127.0.0.1:7073', '--peers', 'coordinator-3=127.0.0.1:7073,coordinator-1=127.0.0.1:7071'],
+      /^--peers: with --join, must list the running meta group's current members without this coordinator; coordinator-3 is listed/,
+    );
+    rejects([...joining, '--listen', '127.0.0.1:0', '--peers', 'coordinator-1=127.0.0.1:7071'], /^--listen: port 0 cannot be used with --join/);
+    rejects([...joining, '--listen', '0.0.0.0:7073', '--peers', 'coordinator-1=127.0.0.1:7071'], /^--listen: with --join, --listen is the address the other coordinators dial/);
+    rejects([...joining, '--listen', '127.0.0.1:7071', '--peers', 'coordinator-1=127.0.0.1:7071'], /^--listen: 127.0.0.1:7071 is the address of a current member in --peers/);
+    rejects(['--member-id', 'coordinator-3', '--join', '--listen', '127.0.0.1:7073', '--peers', 'coordinator-1=127.0.0.1:7071'], /^--data-dir: required with --engine raft/);
+    rejects([...CONFIG, '--groups', 'g1=h:1', '--join'], /^--join: only a raft coordinator can join a meta group/);
+    // Without --join, a coordinator missing from --peers is told how to join.
+    rejects(['--member-id', 'coordinator-3', '--peers', PEERS, '--data-dir', 'd'], /to add a new coordinator to a running meta group, start it with --join$/);
+  });
+
+  it('reserves the group id meta for the coordinators\' meta group', () => {
+    for (const engine of [CONFIG, RAFT]) rejects([...engine, '--groups', 'g1=h:1,meta=h:2'], /^--groups: group id meta is reserved for the coordinators' meta group/);
+  });
+
   it('config: requires --groups and refuses raft-only settings', () => {
     rejects(CONFIG, /^--groups: required with --engine config: every shard group and its replicas/);
     rejects(CONFIG, /^CONCORD_GROUPS \(for --groups\): group id must be/, { CONCORD_GROUPS: '!=h:1' });
@@ -170,5 +202,36 @@ describe('compileCoordinatorOptions', () => {
     rejects([...groups, '--election-ticks', '1'], /^--election-ticks: must be an integer between 2 and 10000/);
     rejects([...groups, '--frobnicate'], /unknown option --frobnicate/);
     rejects([], /^CONCORD_SHARD_TIMEOUT \(for --shard-timeout\): must be a duration/, { CONCORD_ENGINE: 'config', CONCORD_GROUPS: 'g1=h:1', CONCORD_SHARD_TIMEOUT: '-1' });
+  });
+
+  it('--advertise: any dialable address with config; with raft only its --peers entry, which then need not share the --listen port', () => {
+    const groups = [...CONFIG, '--groups', 'g1=h:1'];
+    assert.equal(compile(groups).advertisedAddress, '');
+    assert.equal(compile([...groups, '--listen', '0.0.0.0:7070', '--advertise', 'concord-coordinator.default.svc:7070']).advertisedAddress, 'concord-coordinator.default.svc:7070');
+    rejects([...groups, '--advertise', '[::]:7070'], /^--advertise: is the address others dial, so it must name this host/);
+    const peers = 'coordinator-0=concord-coordinator-0.concord-coordinator:7070,coordinator-1=concord-coordinator-1.concord-coordinator:7070';
+    const raft = ['--member-id', 'coordinator-1', '--peers', peers, '--data-dir', 'd'];
+    assert.equal(compile([...raft, '--listen', '0.0.0.0:7070']).advertisedAddress, 'concord-coordinator-1.concord-coordinator:7070');
+    assert.equal(compile([...raft, '--listen', '0.0.0.0:9070'], { CONCORD_ADVERTISE: 'concord-coordinator-1.concord-coordinator:7070' }).listenPort, 9070);
+    rejects([...raft, '--listen', '0.0.0.0:9070'], /^--listen: port 9070 differs from .*say so with --advertise\), so listen on port 7070$/);
+    rejects([...raft, '--listen', '0.0.0.0:7070', '--advertise', '10.0.0.9:7070'], /^--advertise: must be this coordinator's --peers address concord-coordinator-1.concord-coordinator:7070/);
+    const joining = ['--member-id', 'coordinator-3', '--data-dir', 'd', '--join', '--peers', peers, '--listen', '0.0.0.0:7070'];
+    assert.equal(compile([...joining, '--advertise', 'concord-coordinator-3.concord-coordinator:7070']).advertisedAddress, 'concord-coordinator-3.concord-coordinator:7070');
+    rejects(joining, /^--listen: with --join, --listen is the address the other coordinators dial unless --advertise names another, so give --advertise/);
+  });
+
+  it('--tls-cert, --tls-key, --tls-ca: all three are read, fewer are refused, an unreadable file is named', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'concord-coordinator-tls-'));
+    try {
+      const ca = createCertificateAuthority(dir, 'ca');
+      const cert = issueCertificate(ca, dir, 'coordinator-0', { ips: ['127.0.0.1'] });
+      assert.equal(compile(RAFT).tls, undefined);
+      const tls = compile(RAFT, { CONCORD_TLS_CERT: cert.cert, CONCORD_TLS_KEY: cert.key, CONCORD_TLS_CA: ca.cert }).tls;
+      assert.match(tls?.cert.toString() ?? '', /BEGIN CERTIFICATE/);
+      rejects([...RAFT, '--tls-ca', ca.cert], /^--tls-cert, --tls-key and --tls-ca go together: .*got --tls-ca, missing --tls-cert and --tls-key\)$/);
+      rejects([...RAFT, '--tls-cert', join(dir, 'missing.crt'), '--tls-key', cert.key, '--tls-ca', ca.cert], /^--tls-cert: cannot read .*missing\.crt/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

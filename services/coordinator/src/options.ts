@@ -4,7 +4,20 @@
 
 import { RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
-import { COMMON_ROLE_OPTION_SPECS, LISTEN_PATTERN, compileOptionSpecs, LOG_LEVELS, OptionsError, splitHostPort, type OptionSources, type OptionSpec } from '@concord/runtime';
+import {
+  COMMON_ROLE_OPTION_SPECS,
+  LISTEN_PATTERN,
+  compileAdvertise,
+  compileOptionSpecs,
+  compileTlsOptions,
+  isWildcardHost,
+  LOG_LEVELS,
+  OptionsError,
+  splitHostPort,
+  type OptionSources,
+  type OptionSpec,
+  type TlsMaterial,
+} from '@concord/runtime';
 import { ID_DOC, ID_PATTERN, addressProblem } from './addresses.js';
 
 /**
@@ -18,6 +31,9 @@ export type CoordinatorEngine = (typeof COORDINATOR_ENGINES)[number];
 
 /** Separates the replicas of one group in --groups. */
 const MEMBER_SEPARATOR = '|';
+
+/** The meta group's name in Cluster.Status and Cluster.ChangeShardMembership (META_GROUP_ID): no shard group may take it. */
+const RESERVED_GROUP_ID = 'meta';
 
 /** One shard group as configured: its id on the ring and the address of every replica. */
 export interface ShardGroupConfig {
@@ -40,6 +56,18 @@ export interface CoordinatorOptions {
    * bootstrap an empty data dir. Empty with the config engine.
    */
   peers: Record<string, string>;
+  /**
+   * Raft: this coordinator joins a running meta group. `peers` then lists the group's current
+   * members, this one not among them; it starts with no membership, never campaigns, and serves
+   * once the leader adds it (Cluster.ChangeShardMembership with group_id "meta").
+   */
+  join: boolean;
+  /**
+   * host:port the other coordinators and clients dial, named in forwarding hints and Status:
+   * --advertise, else with raft its --peers entry (or --listen with --join). Empty with the config
+   * engine and no --advertise: the bound address is used.
+   */
+  advertisedAddress: string;
   /** Raft: folder for the meta group's log and snapshots. Empty with the config engine. */
   dataDir: string;
   /**
@@ -64,6 +92,8 @@ export interface CoordinatorOptions {
   logLevel: (typeof LOG_LEVELS)[number];
   /** Where to serve Prometheus metrics on GET /metrics; undefined (the default) serves none. */
   metricsListen?: { host: string; port: number };
+  /** Mutual TLS on the server and on every channel this coordinator opens; undefined: plaintext. */
+  tls?: TlsMaterial;
 }
 
 /** The raw settings as compileOptionSpecs returns them, before cross-field checks. */
@@ -72,6 +102,7 @@ interface RawCoordinatorOptions extends Record<string, unknown> {
   memberId: string;
   engine: string;
   peers: string[];
+  join: boolean;
   dataDir: string;
   groups: string[];
   ringVnodes: number;
@@ -84,6 +115,10 @@ interface RawCoordinatorOptions extends Record<string, unknown> {
   shardTimeout: number;
   logLevel: string;
   metricsListen: string;
+  advertise: string;
+  tlsCert: string;
+  tlsKey: string;
+  tlsCa: string;
 }
 
 /** Every coordinator setting, in the order `--help` lists them. */
@@ -127,7 +162,18 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
       "Raft: the meta group's initial members as <member-id>=<host:port>,..., the same on every founding coordinator and including " +
       "this one's --member-id; its entry is the address the other coordinators dial (--listen must use its port). Required with " +
       '--engine raft. Read only to bootstrap an empty data dir: once the data dir holds Raft state, membership comes from the ' +
-      'replicated log and this setting is ignored.',
+      'replicated log and this setting is ignored. With --join: the members of the running meta group, without this coordinator.',
+  },
+  join: {
+    kind: 'bool',
+    flag: 'join',
+    env: 'CONCORD_JOIN',
+    default: false,
+    doc:
+      'Raft: start as a new, empty member of a running meta group (to replace a lost coordinator). --peers then lists the ' +
+      'current members (this coordinator not among them) and --listen (or --advertise, when given) is the address they dial ' +
+      '(a host they can reach, not port 0). The coordinator waits, without campaigning, until the group adds it (concord ' +
+      'member add meta <member-id> <that address>), then catches up. Ignored once the data dir holds Raft state.',
   },
   dataDir: {
     kind: 'string',
@@ -210,21 +256,56 @@ export function compileCoordinatorOptions(sources: OptionSources): CoordinatorOp
   // Parsed first, for either engine: a malformed entry is reported as such whatever else is missing.
   const groups = raw.groups.length === 0 ? [] : parseGroups(raw.groups, groupsOrigin);
   let peers: Record<string, string> = {};
-  if (engine === 'raft') {
+  const advertise = compileAdvertise(raw.advertise, sources);
+  const advertiseOrigin = originOf(sources, COORDINATOR_OPTION_SPECS.advertise);
+  let advertisedAddress = advertise;
+  const listenOrigin = originOf(sources, COORDINATOR_OPTION_SPECS.listen);
+  if (engine === 'raft' && raw.join) {
+    peers = parsePeers(raw.peers, peersOrigin, raw.memberId, 'join');
+    if (port === 0) {
+      throw new OptionsError(
+        `${listenOrigin}: port 0 cannot be used with --join: the other coordinators dial this one at its advertised address, which the leader is told when it adds it`,
+      );
+    }
+    if (advertise === '' && isWildcardHost(host)) {
+      throw new OptionsError(
+        `${listenOrigin}: with --join, --listen is the address the other coordinators dial unless --advertise names another, ` +
+          `so give --advertise <host:port> (e.g. <pod>.<service>:${port}) or listen on a reachable host, not ${host} (got ${raw.listen})`,
+      );
+    }
+    if (advertise === '') advertisedAddress = raw.listen;
+    if (Object.values(peers).includes(advertisedAddress)) {
+      throw new OptionsError(
+        `${advertise === '' ? listenOrigin : advertiseOrigin}: ${advertisedAddress} is the address of a current member in --peers; a new coordinator needs an address of its own`,
+      );
+    }
+  } else if (engine === 'raft') {
     peers = parsePeers(raw.peers, peersOrigin, raw.memberId);
+    // The meta group records each member's --peers address when it bootstraps; advertising another
+    // would leave hints and Status naming an address the log does not know (as etcd checks
+    // --initial-advertise-peer-urls against --initial-cluster).
+    if (advertise !== '' && advertise !== peers[raw.memberId]) {
+      throw new OptionsError(
+        `${advertiseOrigin}: must be this coordinator's --peers address ${peers[raw.memberId]!}, the one the meta group records for it, or be left out (got ${advertise})`,
+      );
+    }
+    advertisedAddress = peers[raw.memberId]!;
     const own = splitHostPort(peers[raw.memberId]!);
-    const listenOrigin = originOf(sources, COORDINATOR_OPTION_SPECS.listen);
     if (port === 0) {
       throw new OptionsError(
         `${listenOrigin}: port 0 cannot be used with --engine raft: the other coordinators dial this one at its --peers address ` +
           `${peers[raw.memberId]!}, so listen on port ${own.port} (e.g. --listen ${host.includes(':') ? `[${host}]` : host}:${own.port})`,
       );
     }
-    if (port !== own.port) {
+    // An explicit --advertise says the address is reachable however ports are mapped on the way.
+    if (port !== own.port && advertise === '') {
       throw new OptionsError(
-        `${listenOrigin}: port ${port} differs from this coordinator's --peers address ${peers[raw.memberId]!}; the other coordinators dial that address, so listen on port ${own.port}`,
+        `${listenOrigin}: port ${port} differs from this coordinator's --peers address ${peers[raw.memberId]!}; the other coordinators dial that address ` +
+          `(if a port mapping makes this coordinator reachable there, say so with --advertise), so listen on port ${own.port}`,
       );
     }
+  }
+  if (engine === 'raft') {
     if (raw.dataDir === '') {
       throw new OptionsError(`${dataDirOrigin}: required with --engine raft: the folder for the meta group's log and snapshots (e.g. --data-dir .concord/${raw.memberId})`);
     }
@@ -235,6 +316,11 @@ export function compileCoordinatorOptions(sources: OptionSources): CoordinatorOp
     }
   } else {
     if (raw.peers.length > 0) throw new OptionsError(`${peersOrigin}: only the raft engine has peers; remove it, or use --engine raft (got --engine ${engine})`);
+    if (raw.join) {
+      throw new OptionsError(
+        `${originOf(sources, COORDINATOR_OPTION_SPECS.join)}: only a raft coordinator can join a meta group; remove it, or use --engine raft (got --engine ${engine})`,
+      );
+    }
     if (raw.dataDir !== '') {
       throw new OptionsError(`${dataDirOrigin}: the config engine keeps no data; remove it, or use --engine raft (got --engine ${engine})`);
     }
@@ -244,12 +330,15 @@ export function compileCoordinatorOptions(sources: OptionSources): CoordinatorOp
       );
     }
   }
+  const tls = compileTlsOptions(raw, sources);
   return {
     listenHost: host,
     listenPort: port,
     memberId: raw.memberId,
     engine,
     peers,
+    join: engine === 'raft' && raw.join,
+    advertisedAddress,
     dataDir: raw.dataDir,
     groups,
     ringVnodes: raw.ringVnodes,
@@ -262,6 +351,7 @@ export function compileCoordinatorOptions(sources: OptionSources): CoordinatorOp
     shardTimeoutMs: raw.shardTimeout,
     logLevel: raw.logLevel as CoordinatorOptions['logLevel'],
     ...(metricsListen !== undefined ? { metricsListen } : {}),
+    ...(tls !== undefined ? { tls } : {}),
   };
 }
 
@@ -291,6 +381,9 @@ export function parseGroups(entries: readonly string[], origin = '--groups'): Sh
     if (equals === -1) fail(`each entry must be <group-id>=<host:port>[|<host:port>...] (got ${JSON.stringify(entry)})`);
     const groupId = entry.slice(0, equals).trim();
     if (!ID_PATTERN.test(groupId)) fail(`group id must be ${ID_DOC} (got ${JSON.stringify(groupId)} in ${JSON.stringify(entry)})`);
+    if (groupId === RESERVED_GROUP_ID) {
+      fail(`group id ${RESERVED_GROUP_ID} is reserved for the coordinators' meta group (concord status, concord member … ${RESERVED_GROUP_ID}); name the shard group otherwise`);
+    }
     if (groupIds.has(groupId)) fail(`group ${groupId} is listed twice`);
     groupIds.add(groupId);
     const addresses = entry
@@ -311,13 +404,20 @@ export function parseGroups(entries: readonly string[], origin = '--groups'): Sh
 
 /**
  * Parses --peers entries ("coordinator-0=127.0.0.1:7070"). Ids and addresses must be distinct: two
- * members on one address would receive each other's messages. This coordinator must be one of
- * them, or it would start as a member waiting to be added and never serve.
+ * members on one address would receive each other's messages. A founding coordinator must be one
+ * of them, or it would start as a member waiting to be added and never serve; a joining one
+ * (`mode` "join") must not be, or it would found a group of its own.
  */
-export function parsePeers(entries: readonly string[], origin: string, memberId: string): Record<string, string> {
+export function parsePeers(entries: readonly string[], origin: string, memberId: string, mode: 'found' | 'join' = 'found'): Record<string, string> {
   const fail = (what: string): never => {
     throw new OptionsError(`${origin}: ${what}`);
   };
+  if (entries.length === 0 && mode === 'join') {
+    fail(
+      `required with --join: the running meta group's current members as <member-id>=<host:port>,..., without this coordinator (--member-id ${memberId}), ` +
+        `e.g. coordinator-1=127.0.0.1:7071,coordinator-2=127.0.0.1:7072`,
+    );
+  }
   if (entries.length === 0) {
     fail(
       `required with --engine raft: the meta group's initial members as <member-id>=<host:port>,..., this coordinator (--member-id ${memberId}) included, ` +
@@ -342,6 +442,16 @@ export function parsePeers(entries: readonly string[], origin: string, memberId:
     owners.set(address, id);
     peers.set(id, address);
   }
-  if (!peers.has(memberId)) fail(`must include this coordinator's --member-id ${JSON.stringify(memberId)} (got ${[...peers.keys()].join(',')})`);
+  if (mode === 'join' && peers.has(memberId)) {
+    fail(
+      `with --join, must list the running meta group's current members without this coordinator; ${memberId} is listed (drop --join to found a new meta group instead)`,
+    );
+  }
+  if (mode === 'found' && !peers.has(memberId)) {
+    fail(
+      `must include this coordinator's --member-id ${JSON.stringify(memberId)} (got ${[...peers.keys()].join(',')}); ` +
+        'to add a new coordinator to a running meta group, start it with --join',
+    );
+  }
   return Object.fromEntries(peers);
 }

@@ -3,7 +3,7 @@
 // then records the group's new member addresses in the meta group (set_group_addresses), so that
 // GetRing, Status and every router reach the new member and stop dialling a removed one.
 
-import { Metadata, credentials, status as grpcStatus, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
+import { Metadata, credentials, status as grpcStatus, type ChannelCredentials, type ServiceError as GrpcServiceError } from '@grpc/grpc-js';
 import { CHANNEL_OPTIONS, METADATA_LEADER, METADATA_REASON, REASON_NOT_LEADER } from '@concord/client';
 import type { ProposeOutcome } from '@concord/consensus';
 import type { ChangeShardMembershipRequest, ChangeShardMembershipResponse } from '@concord/proto/cluster';
@@ -24,6 +24,8 @@ export interface ShardMembershipOptions {
   knownLeader: (groupId: string) => string | undefined;
   /** Proposes to the meta group; undefined with the config engine, whose ring comes from flags. */
   proposeMeta?: (command: MetaCommand) => Promise<ProposeOutcome<MetaResult>>;
+  /** Credentials of the channels to the group's replicas (mutual TLS with --tls-*); default plaintext. */
+  credentials?: ChannelCredentials;
 }
 
 const KIND_NAMES: Record<number, string> = {
@@ -96,7 +98,7 @@ async function applyOnLeader(
   const failures: string[] = [];
   for (let attempt = 0; attempt < MAX_ATTEMPTS && candidates.length > 0 && Date.now() < deadline; attempt++) {
     const address = candidates.shift()!;
-    const result = await callShard(address, request, deadline);
+    const result = await callShard(address, request, deadline, options.credentials);
     if ('response' in result) return result.response;
     const { error } = result;
     const reason = error.metadata?.get(METADATA_REASON)[0];
@@ -127,8 +129,9 @@ function callShard(
   address: string,
   request: ChangeShardMembershipRequest,
   deadline: number,
+  channelCredentials: ChannelCredentials = credentials.createInsecure(),
 ): Promise<{ response: ShardChangeMembershipResponse } | { error: GrpcServiceError }> {
-  const client = new ShardClient(address, credentials.createInsecure(), CHANNEL_OPTIONS);
+  const client = new ShardClient(address, channelCredentials, CHANNEL_OPTIONS);
   return new Promise((resolve) => {
     client.changeMembership(
       { kind: request.kind, memberId: request.memberId, address: request.address },

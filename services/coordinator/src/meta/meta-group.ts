@@ -10,7 +10,17 @@
 // the state machine refuses the others. Once the state holds a ring, a member whose flags
 // describe another logs a warning and serves the replicated ring.
 
-import { GrpcRaftTransport, RaftGroup, type ConsensusPeerService, type ConsensusStatus, type ProposeOutcome, type ReadBarrierOutcome } from '@concord/consensus';
+import {
+  GrpcRaftTransport,
+  RaftGroup,
+  type ConsensusPeerService,
+  type ConsensusStatus,
+  type MembershipChange,
+  type MembershipOutcome,
+  type ProposeOutcome,
+  type ReadBarrierOutcome,
+} from '@concord/consensus';
+import type { ChannelCredentials } from '@grpc/grpc-js';
 import type { Logger } from '@concord/runtime';
 import { encodeMetaCommand, type MetaCommand, type MetaResult } from './commands.js';
 import { describeSeed, sameSeed, seedOf, type DirectorySeed, type DirectoryState } from './directory-state.js';
@@ -24,9 +34,13 @@ export type MetaLeader = { kind: 'self' } | { kind: 'remote'; memberId: string; 
 
 export interface MetaGroupOptions {
   memberId: string;
-  /** host:port this coordinator serves on: its --peers entry. */
+  /** host:port this coordinator serves on: its --peers entry (its --listen address when it joins). */
   address: string;
-  /** The meta group's initial members (id → host:port); read only to bootstrap an empty data dir. */
+  /**
+   * The meta group's initial members (id → host:port); read only to bootstrap an empty data dir.
+   * Without this member among them it joins a running group: it starts with no membership, never
+   * campaigns, and waits until the leader adds it (Cluster.ChangeShardMembership, group "meta").
+   */
   peers: Readonly<Record<string, string>>;
   dataDir: string;
   tickMs: number;
@@ -37,6 +51,8 @@ export interface MetaGroupOptions {
   /** The directory the flags describe, proposed when this member leads an empty group; none: never seeds. */
   seed: DirectorySeed | undefined;
   peerService: ConsensusPeerService;
+  /** Credentials of the channels to the other coordinators (mutual TLS with --tls-*); default plaintext. */
+  credentials?: ChannelCredentials;
   logger: Logger;
 }
 
@@ -60,7 +76,13 @@ export class MetaGroup {
       peers: options.peers,
       dataDir: options.dataDir,
       stateMachine: this.stateMachine,
-      transport: new GrpcRaftTransport({ groupId: META_GROUP_ID, memberId: options.memberId, peerService: options.peerService, logger: options.logger }),
+      transport: new GrpcRaftTransport({
+        groupId: META_GROUP_ID,
+        memberId: options.memberId,
+        peerService: options.peerService,
+        ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
+        logger: options.logger,
+      }),
       tickMs: options.tickMs,
       electionTicks: options.electionTicks,
       heartbeatTicks: options.heartbeatTicks,
@@ -112,6 +134,15 @@ export class MetaGroup {
 
   propose(command: MetaCommand): Promise<ProposeOutcome<MetaResult>> {
     return this.group.propose(encodeMetaCommand(command));
+  }
+
+  /**
+   * One step of the meta group's own membership (leader only; see meta-membership.ts). The driver
+   * notes an added member's address in the log, so every coordinator can reach it.
+   */
+  changeMembership(change: MembershipChange): Promise<MembershipOutcome> {
+    if (!this.running) return Promise.resolve({ kind: 'rejected', reason: 'this coordinator\'s meta member is not running' });
+    return this.group.changeMembership(change);
   }
 
   private async seedOrCheck(): Promise<void> {

@@ -162,6 +162,10 @@ export interface GetRingResponse {
 }
 
 export interface ChangeShardMembershipRequest {
+  /**
+   * A shard group on the ring, or "meta" for the coordinators' meta group (no shard group may be
+   * named so).
+   */
   groupId: string;
   kind: MembershipChangeKind;
   memberId: string;
@@ -1187,6 +1191,13 @@ export const ClusterService = {
    * field or unknown group; FAILED_PRECONDITION when the group refuses the change (the message says
    * why); UNAVAILABLE when the group has no reachable leader, or when the group applied the change
    * but the meta group could not record the addresses (the message says so).
+   *
+   * With group_id "meta" it changes the coordinators' own meta group the same way, one step at a
+   * time (ADD_LEARNER a coordinator started with --join, PROMOTE it once it has caught up, REMOVE a
+   * lost one): the meta leader applies the step itself and notes an added member's address in the
+   * meta log, so every coordinator can reach it. FAILED_PRECONDITION also when the address belongs
+   * to another member or to a shard replica, or with the config engine (no meta group); UNAVAILABLE
+   * also when the step did not apply before the deadline (no majority of the meta group runs).
    */
   changeShardMembership: {
     path: "/concord.v1.Cluster/ChangeShardMembership" as const,
@@ -1213,6 +1224,13 @@ export interface ClusterServer extends UntypedServiceImplementation {
    * field or unknown group; FAILED_PRECONDITION when the group refuses the change (the message says
    * why); UNAVAILABLE when the group has no reachable leader, or when the group applied the change
    * but the meta group could not record the addresses (the message says so).
+   *
+   * With group_id "meta" it changes the coordinators' own meta group the same way, one step at a
+   * time (ADD_LEARNER a coordinator started with --join, PROMOTE it once it has caught up, REMOVE a
+   * lost one): the meta leader applies the step itself and notes an added member's address in the
+   * meta log, so every coordinator can reach it. FAILED_PRECONDITION also when the address belongs
+   * to another member or to a shard replica, or with the config engine (no meta group); UNAVAILABLE
+   * also when the step did not apply before the deadline (no majority of the meta group runs).
    */
   changeShardMembership: handleUnaryCall<ChangeShardMembershipRequest, ChangeShardMembershipResponse>;
 }
@@ -1257,6 +1275,13 @@ export interface ClusterClient extends Client {
    * field or unknown group; FAILED_PRECONDITION when the group refuses the change (the message says
    * why); UNAVAILABLE when the group has no reachable leader, or when the group applied the change
    * but the meta group could not record the addresses (the message says so).
+   *
+   * With group_id "meta" it changes the coordinators' own meta group the same way, one step at a
+   * time (ADD_LEARNER a coordinator started with --join, PROMOTE it once it has caught up, REMOVE a
+   * lost one): the meta leader applies the step itself and notes an added member's address in the
+   * meta log, so every coordinator can reach it. FAILED_PRECONDITION also when the address belongs
+   * to another member or to a shard replica, or with the config engine (no meta group); UNAVAILABLE
+   * also when the step did not apply before the deadline (no majority of the meta group runs).
    */
   changeShardMembership(
     request: ChangeShardMembershipRequest,
