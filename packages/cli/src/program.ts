@@ -1,10 +1,14 @@
 // Commands of the `concord` CLI: `kv put|get|del|scan`, `status`, `member add|promote|remove`, and `serve <role>` (the entry
 // point of the container image). Every command exits non-zero with the server's message on error.
+import { resolve as resolvePath } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Command, Option } from 'commander';
 import { ConcordClient, ConcordError, failedBeforeSending } from '@concord/client';
-import type { ChangeShardMembershipResponse } from '@concord/proto/cluster';
+import type { ChangeShardMembershipResponse, StatusResponse } from '@concord/proto/cluster';
 import { MembershipChangeKind } from '@concord/proto/shard';
 import { formatStatusTable, shortenError } from './status-table.js';
+import { readTlsFlags, tlsFlagsForRole, tlsOptions, type TlsFlags } from './tls-flags.js';
+import { DEFAULT_WATCH_SECONDS, parseWatchCount, parseWatchSeconds, watchStatus } from './status-watch.js';
 
 export interface ProgramIo {
   env: NodeJS.ProcessEnv;
@@ -14,7 +18,7 @@ export interface ProgramIo {
 
 const DEFAULT_ADDRESS = '127.0.0.1:7070';
 
-interface ClientFlags {
+interface ClientFlags extends TlsFlags {
   addr: string;
   routing: 'direct' | 'coordinator';
   timeout: string;
@@ -44,18 +48,21 @@ export function buildProgram(io: ProgramIo): Command {
         .default('direct'),
     )
     .addOption(new Option('--timeout <ms>', 'deadline of each call in milliseconds').default('5000'));
+  for (const option of tlsOptions()) program.addOption(option);
   program.configureOutput({
     writeOut: (s) => io.stdout.write(s),
     writeErr: (s) => io.stderr.write(s),
   });
 
-  const withClient = async <T>(fn: (client: ConcordClient) => Promise<T>): Promise<T> => {
+  const withClient = async <T>(fn: (client: ConcordClient) => Promise<T>, routing?: ClientFlags['routing']): Promise<T> => {
     const flags = program.opts<ClientFlags>();
+    const tls = readTlsFlags(flags);
     let client: ConcordClient;
     try {
       client = await ConcordClient.connect({
+        ...(tls !== undefined ? { tls } : {}),
         address: flags.addr,
-        routing: flags.routing,
+        routing: routing ?? flags.routing,
         deadlineMs: parsePositiveInt('--timeout', flags.timeout),
       });
     } catch (error) {
@@ -135,17 +142,68 @@ export function buildProgram(io: ProgramIo): Command {
 
   program
     .command('status')
-    .description('members, leaders, indexes and key counts of every group')
-    .option('--json', 'machine-readable output')
-    .action(async (opts: { json?: boolean }) => {
-      const status = await withClient((c) => c.status());
-      if (opts.json) print(JSON.stringify(status, null, 2));
-      else io.stdout.write(formatStatusTable(status));
+    .description("members, leaders, terms, commit and applied indexes, lag, and each shard group's keys and share of the ring")
+    .option('--json', 'machine-readable output (Cluster.Status as JSON; ringShare is the fraction of the ring a group owns)')
+    .option('--watch [seconds]', `refresh every this many seconds (default ${DEFAULT_WATCH_SECONDS}) until Ctrl-C`)
+    .option('--count <n>', 'with --watch: stop after this many snapshots')
+    .action(async (opts: { json?: boolean; watch?: string | true; count?: string }) => {
+      const render = (status: StatusResponse): string => (opts.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatusTable(status));
+      const askStatus = async (client: ConcordClient): Promise<StatusResponse> => {
+        try {
+          return await client.status();
+        } catch (error) {
+          if (error instanceof ConcordError && failedBeforeSending(error)) throw noCoordinatorReachable(client.coordinatorAddresses.join(','), error);
+          throw error;
+        }
+      };
+      // Status asks the coordinators only, so it connects without fetching the ring: that needs a
+      // meta leader, and a status is most needed when there is none (Cluster.Status still answers).
+      if (opts.watch === undefined) {
+        if (opts.count !== undefined) throw new Error('--count goes with --watch: concord status --watch [seconds] --count <n>');
+        const status = await withClient(askStatus, 'coordinator');
+        io.stdout.write(render(status));
+        return;
+      }
+      const seconds = parseWatchSeconds(opts.watch);
+      const count = opts.count === undefined ? undefined : parseWatchCount(opts.count);
+      const terminal = (io.stdout as { isTTY?: boolean }).isTTY === true;
+      const stop = new AbortController();
+      const onInterrupt = (): void => stop.abort();
+      process.once('SIGINT', onInterrupt);
+      try {
+        const result = await withClient(
+          (c) =>
+            watchStatus({
+              snapshot: async () => {
+                try {
+                  return { ok: true, text: render(await askStatus(c)) };
+                } catch (error) {
+                  const described = describeError(error);
+                  const message = described instanceof Error ? described.message : String(described);
+                  return { ok: false, text: opts.json ? `${JSON.stringify({ error: message })}\n` : `no status: ${message}\n` };
+                }
+              },
+              intervalMs: seconds * 1000,
+              ...(count === undefined ? {} : { count }),
+              out: io.stdout,
+              clearScreen: terminal,
+              signal: stop.signal,
+              ...(opts.json ? {} : { heading: () => `every ${seconds}s · ${new Date().toISOString()}${terminal ? ' · Ctrl-C stops' : ''}` }),
+            }),
+          'coordinator',
+        );
+        // A script reading the snapshots learns from the status that one of them is not a view.
+        if (result.failures > 0) process.exitCode = 1;
+      } finally {
+        process.off('SIGINT', onInterrupt);
+      }
     });
 
   const member = program
     .command('member')
-    .description("change a shard group's replicas, one step at a time: add (as a learner), promote, remove");
+    .description(
+      "change a shard group's replicas, or with the group meta the coordinators, one step at a time: add (as a learner), promote, remove",
+    );
   const printMembers = (groupId: string, response: ChangeShardMembershipResponse, json: boolean | undefined) => {
     if (json) {
       print(JSON.stringify({ groupId, members: response.members }, null, 2));
@@ -161,12 +219,15 @@ export function buildProgram(io: ProgramIo): Command {
     address: string,
     opts: { json?: boolean },
   ) => {
-    const response = await withClient((c) => c.changeShardMembership({ groupId, kind, memberId, address }));
+    // Only the coordinators are asked, so no ring is fetched first.
+    const response = await withClient((c) => c.changeShardMembership({ groupId, kind, memberId, address }), 'coordinator');
     printMembers(groupId, response, opts.json);
   };
   member
     .command('add <group> <member-id> <host:port>')
-    .description('add a replica as a learner: it receives the log but does not vote until promoted (start it with --join first)')
+    .description(
+      'add a replica (or, to group meta, a coordinator) as a learner: it receives the log but does not vote until promoted (start it with --join first)',
+    )
     .option('--json', 'machine-readable output')
     .action((groupId: string, memberId: string, address: string, opts: { json?: boolean }) =>
       changeMember(groupId, MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_ADD_LEARNER, memberId, address, opts),
@@ -180,7 +241,7 @@ export function buildProgram(io: ProgramIo): Command {
     );
   member
     .command('remove <group> <member-id>')
-    .description('take a replica out of its group (a dead one, once its replacement is a voter)')
+    .description('take a replica (or, from group meta, a coordinator) out of its group (a dead one, once its replacement is a voter)')
     .option('--json', 'machine-readable output')
     .action((groupId: string, memberId: string, opts: { json?: boolean }) =>
       changeMember(groupId, MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_REMOVE, memberId, '', opts),
@@ -193,15 +254,16 @@ export function buildProgram(io: ProgramIo): Command {
     .helpOption(false)
     .argument('[flags...]')
     .action(async (role: string, flags: string[]) => {
+      if (role === 'coordinator' || role === 'shard') await reexecWithTelemetryFirst(role, io);
       switch (role) {
         case 'coordinator': {
           const { runCoordinator } = await import('@concord/coordinator');
-          await runCoordinator(flags, io.env);
+          await runCoordinator([...flags, ...tlsFlagsForRole(program)], io.env);
           return;
         }
         case 'shard': {
           const { runShard } = await import('@concord/shard');
-          await runShard(flags, io.env);
+          await runShard([...flags, ...tlsFlagsForRole(program)], io.env);
           return;
         }
         default:
@@ -209,6 +271,56 @@ export function buildProgram(io: ProgramIo): Command {
       }
     });
   return program;
+}
+
+/**
+ * When the OTEL_* variables ask for traces and this process was not started with
+ * `node --import @concord/runtime/register`, replaces it with one that is, running the same command
+ * line. OpenTelemetry traces a gRPC client only if it patched @grpc/grpc-js before the client's class
+ * was built (see startTelemetry), and by the time a command runs this CLI has loaded grpc-js and the
+ * generated clients. execve keeps the pid, so the signals of a supervisor (or of tini in the image)
+ * still reach the role. CONCORD_SERVICE_NAME names the role's service, as `npm start` does.
+ */
+async function reexecWithTelemetryFirst(role: string, io: ProgramIo): Promise<void> {
+  const { isEntryPoint, telemetryRequested } = await import('@concord/runtime');
+  if (!telemetryRequested(io.env)) return;
+  const register = import.meta.resolve('@concord/runtime/register');
+  if (importsAtStart(register)) return;
+  // Only the `concord` command itself is replaced, never a program that embeds buildProgram.
+  const cliEntryPoints = [new URL('../bin/concord.js', import.meta.url).href, new URL('./main.js', import.meta.url).href];
+  if (!cliEntryPoints.some((url) => isEntryPoint(url))) return;
+  if (typeof process.execve !== 'function') {
+    io.stderr.write(
+      `concord serve: Node ${process.version} cannot restart itself with OpenTelemetry loaded first, so outgoing gRPC calls ` +
+        'are not traced; start it as node --import @concord/runtime/register <concord> serve ...\n',
+    );
+    return;
+  }
+  const env: Record<string, string> = {};
+  for (const [name, value] of Object.entries(io.env)) if (value !== undefined) env[name] = value;
+  env['CONCORD_SERVICE_NAME'] ??= `concord-${role}`;
+  process.execve(process.execPath, [process.execPath, ...process.execArgv, '--import', register, ...process.argv.slice(1)], env);
+}
+
+/** Whether node was started with --import of `register` (as a URL, a path or the package specifier). */
+function importsAtStart(register: string): boolean {
+  const args = process.execArgv;
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const value = arg === '--import' ? args[i + 1] : arg.startsWith('--import=') ? arg.slice('--import='.length) : undefined;
+    if (value === undefined) continue;
+    if (value === register || value === '@concord/runtime/register') return true;
+    if (!value.includes(':') && pathToFileURL(resolvePath(value)).href === register) return true;
+  }
+  return false;
+}
+
+/** What `concord status` says when no coordinator of --addr took the call. */
+function noCoordinatorReachable(addresses: string, error: ConcordError): Error {
+  return new Error(
+    `no coordinator reachable at ${addresses} (${shortenError(error.details)}); is the cluster running? ` +
+      '--addr (or CONCORD_ADDR) names the coordinators, several separated by commas',
+  );
 }
 
 /** A ConcordError as the CLI prints it: the server's message and the status name. */

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { MemberRole, type MemberStatus, type StatusResponse } from '@concord/proto/cluster';
-import { MAX_ERROR_CHARS, formatStatusTable, shortenError } from './status-table.js';
+import { MemberRole, type GroupStatus, type MemberStatus, type StatusResponse } from '@concord/proto/cluster';
+import { MAX_ERROR_CHARS, formatShare, formatStatusTable, ringBalance, shortenError } from './status-table.js';
 
 const REFUSED =
   'UNAVAILABLE: No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:7103. Resolution note: ';
@@ -98,5 +98,46 @@ describe('shortenError', () => {
     assert.ok(short.endsWith('…'));
     assert.ok(long.startsWith(short.slice(0, -1)));
     assert.equal(shortenError('UNAVAILABLE: Connection dropped'), 'UNAVAILABLE: Connection dropped');
+  });
+});
+
+describe('ring share and balance', () => {
+  const group = (groupId: string, ringShare: number, keyCount = 0): GroupStatus => ({
+    groupId,
+    leaderId: `${groupId}-0`,
+    keyCount,
+    ringShare,
+    members: [member(`${groupId}-0`, '127.0.0.1:7101', { role: MemberRole.MEMBER_ROLE_LEADER })],
+  });
+  const threeGroups: StatusResponse = { ringEpoch: 2, meta: undefined, groups: [group('g1', 0.3125, 10), group('g2', 0.375, 20), group('g3', 0.3125, 1)] };
+
+  it("prints each shard group's share of the ring in its RING cell, to a tenth of a percent", () => {
+    const output = formatStatusTable(threeGroups);
+    assert.match(output, /shard g1 .*│\s*10\s*│\s*31\.3%\s*│/);
+    assert.match(output, /shard g2 .*│\s*20\s*│\s*37\.5%\s*│/);
+    assert.equal(formatShare(1 / 3), '33.3%');
+    assert.equal(formatShare(0), '0.0%');
+  });
+
+  it('measures balance as the largest share over the mean share, naming the largest and smallest group', () => {
+    const balance = ringBalance(threeGroups.groups);
+    assert.ok(balance);
+    assert.equal(balance.groups, 3);
+    assert.deepEqual(balance.largest, { groupId: 'g2', share: 0.375 });
+    assert.deepEqual(balance.smallest, { groupId: 'g1', share: 0.3125 });
+    assert.equal(balance.maxOverMean, 1.125);
+    assert.equal(ringBalance([group('g1', 0.25), group('g2', 0.25), group('g3', 0.25), group('g4', 0.25)])?.maxOverMean, 1);
+  });
+
+  it('has no balance without shard groups, or before the coordinators know the ring', () => {
+    assert.equal(ringBalance([]), undefined);
+    assert.equal(ringBalance([group('g1', 0), group('g2', 0)]), undefined);
+  });
+
+  it('sums up epoch, groups, keys and balance in the first line', () => {
+    const first = formatStatusTable(threeGroups).split('\n')[0];
+    assert.equal(first, 'ring epoch 2 · 3 shard groups · 31 keys · ring balance 1.13 (largest g2 37.5%, smallest g1 31.3%)');
+    const one = formatStatusTable({ ringEpoch: 1, meta: undefined, groups: [group('g1', 1, 1)] }).split('\n')[0];
+    assert.equal(one, 'ring epoch 1 · 1 shard group · 1 key', 'one group owns the whole ring: no balance to speak of');
   });
 });

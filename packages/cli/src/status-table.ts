@@ -1,4 +1,6 @@
-// Renders Cluster.Status as the operator's table: one row per member, grouped by consensus group.
+// Renders Cluster.Status as the operator's view: a summary line (ring epoch, groups, keys, ring
+// balance), then one row per member, grouped by consensus group, with each shard group's keys and
+// share of the ring.
 import Table from 'cli-table3';
 import { MemberRole, type GroupStatus, type MemberStatus, type StatusResponse } from '@concord/proto/cluster';
 
@@ -62,21 +64,86 @@ function groupRows(label: string, group: GroupStatus, withData: boolean): Cell[]
   return group.members.map((member, i) => [
     ...memberRow(i === 0 ? label : '', member, maxApplied),
     i === 0 && withData ? String(group.keyCount) : '',
-    i === 0 && withData ? `${(group.ringShare * 100).toFixed(1)}%` : '',
+    i === 0 && withData ? formatShare(group.ringShare) : '',
   ]);
 }
 
-export function formatStatusTable(status: StatusResponse): string {
+/**
+ * The share of the ring each shard group owns, as the coordinators report it (`ring_share`: the
+ * fraction of the 2^64 tokens between each of the group's virtual nodes and the one before it,
+ * computed from the replicated ring, see docs/ring-hash.md), and how even it is.
+ */
+export interface RingBalance {
+  /** Shard groups on the ring. */
+  groups: number;
+  smallest: { groupId: string; share: number };
+  largest: { groupId: string; share: number };
+  /**
+   * Largest share over the mean share (1 / groups): 1 is a perfectly even ring; 1.10 means the
+   * busiest group holds 10% more of the key space than an even split would give it.
+   */
+  maxOverMean: number;
+}
+
+/** undefined when there is no shard group, or the shares are unknown (all 0: no ring yet). */
+export function ringBalance(groups: readonly GroupStatus[]): RingBalance | undefined {
+  if (groups.length === 0 || groups.every((group) => group.ringShare <= 0)) return undefined;
+  let smallest = groups[0]!;
+  let largest = groups[0]!;
+  for (const group of groups) {
+    if (group.ringShare < smallest.ringShare) smallest = group;
+    if (group.ringShare > largest.ringShare) largest = group;
+  }
+  return {
+    groups: groups.length,
+    smallest: { groupId: smallest.groupId, share: smallest.ringShare },
+    largest: { groupId: largest.groupId, share: largest.ringShare },
+    maxOverMean: largest.ringShare * groups.length,
+  };
+}
+
+/** A share of the ring as the RING column prints it: one decimal of a percent. */
+export function formatShare(share: number): string {
+  return `${(share * 100).toFixed(1)}%`;
+}
+
+function plural(count: number, noun: string): string {
+  return `${count} ${noun}${count === 1 ? '' : 's'}`;
+}
+
+function summaryLine(status: StatusResponse): string {
+  const totalKeys = status.groups.reduce((sum, g) => sum + g.keyCount, 0);
+  const parts = [`ring epoch ${status.ringEpoch}`, plural(status.groups.length, 'shard group'), plural(totalKeys, 'key')];
+  const balance = ringBalance(status.groups);
+  if (balance !== undefined && balance.groups > 1) {
+    parts.push(
+      `ring balance ${balance.maxOverMean.toFixed(2)} (largest ${balance.largest.groupId} ${formatShare(balance.largest.share)}, ` +
+        `smallest ${balance.smallest.groupId} ${formatShare(balance.smallest.share)})`,
+    );
+  }
+  return parts.join(' · ');
+}
+
+function groupsTable(status: StatusResponse): { table: string; shortened: boolean } {
   const table = new Table({
     head: ['GROUP', 'MEMBER', 'ADDRESS', 'ROLE', 'ENGINE', 'TERM', 'COMMIT', 'APPLIED', 'LAG', 'KEYS', 'RING'],
     style: { head: [], border: [] },
   });
   const groups = [...(status.meta ? [{ label: 'meta', group: status.meta, withData: false }] : []), ...status.groups.map((group) => ({ label: `shard ${group.groupId}`, group, withData: true }))];
   for (const { label, group, withData } of groups) table.push(...groupRows(label, group, withData));
-  const totalKeys = status.groups.reduce((sum, g) => sum + g.keyCount, 0);
   const shortened = groups.some(({ group }) =>
     group.members.some((member) => member.role === MemberRole.MEMBER_ROLE_UNREACHABLE && shortenError(member.error) !== member.error.trim()),
   );
+  return { table: table.toString(), shortened };
+}
+
+/**
+ * The whole view, section after section. Cluster.Status reports the consensus groups only today;
+ * the worker registry and the running MapReduce jobs are sections of their own, added here once
+ * Cluster.Status carries them (the worker role and the jobs do not exist yet).
+ */
+export function formatStatusTable(status: StatusResponse): string {
+  const { table, shortened } = groupsTable(status);
   const note = shortened ? 'Errors are shortened; `concord status --json` shows them in full.\n' : '';
-  return `ring epoch ${status.ringEpoch} · ${status.groups.length} shard groups · ${totalKeys} keys\n${table.toString()}\n${note}`;
+  return `${summaryLine(status)}\n${table}\n${note}`;
 }
