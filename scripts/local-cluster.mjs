@@ -161,3 +161,51 @@ export function pendingRequests() {
 export function removeQuietly(path) {
   rmSync(path, { force: true, recursive: true });
 }
+
+// ------------------------------------------------------------------ Jaeger (`npm start -- --jaeger`)
+
+/** The binary `bash scripts/install-tools.sh jaeger` builds, and the configuration it runs with. */
+export const jaegerBinary = join(root, '.tools', 'bin', 'jaeger');
+export const jaegerConfig = join(root, 'deploy', 'local', 'jaeger.yaml');
+export const jaegerLogPath = join(logsDir, 'jaeger.log');
+
+/**
+ * Where the local Jaeger listens: the well-known ports on 127.0.0.1, each overridable by the
+ * JAEGER_* variable deploy/local/jaeger.yaml reads (e.g. JAEGER_QUERY_HTTP_ENDPOINT=127.0.0.1:26686
+ * when 16686 is taken).
+ */
+export function jaegerEndpoints(env = process.env) {
+  const pick = (name, fallback) => (env[name] ?? '').trim() || fallback;
+  return {
+    otlpGrpc: pick('JAEGER_OTLP_GRPC_ENDPOINT', '127.0.0.1:4317'),
+    otlpHttp: pick('JAEGER_OTLP_HTTP_ENDPOINT', '127.0.0.1:4318'),
+    queryHttp: pick('JAEGER_QUERY_HTTP_ENDPOINT', '127.0.0.1:16686'),
+    queryGrpc: pick('JAEGER_QUERY_GRPC_ENDPOINT', '127.0.0.1:16685'),
+    health: pick('JAEGER_HEALTH_ENDPOINT', '127.0.0.1:13133'),
+  };
+}
+
+/** The JAEGER_* variables that make the jaeger process listen on `endpoints`. */
+export function jaegerProcessEnv(endpoints) {
+  return {
+    JAEGER_OTLP_GRPC_ENDPOINT: endpoints.otlpGrpc,
+    JAEGER_OTLP_HTTP_ENDPOINT: endpoints.otlpHttp,
+    JAEGER_QUERY_HTTP_ENDPOINT: endpoints.queryHttp,
+    JAEGER_QUERY_GRPC_ENDPOINT: endpoints.queryGrpc,
+    JAEGER_HEALTH_ENDPOINT: endpoints.health,
+  };
+}
+
+/**
+ * The OTEL_* variables that make a Concord process export its traces to that Jaeger, over
+ * OTLP/HTTP. The batch delay is shortened from the SDK's 5 s so a request shows up about a second
+ * after it was made.
+ */
+export function otelEnvFor(endpoints) {
+  return {
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://${endpoints.otlpHttp}`,
+    OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+    OTEL_TRACES_EXPORTER: 'otlp',
+    OTEL_BSP_SCHEDULE_DELAY: '1000',
+  };
+}

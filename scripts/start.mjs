@@ -8,19 +8,28 @@
 // When a process dies the others keep running. `npm run local -- restart <member>` (scripts/
 // local.mjs) asks this supervisor, through a request file in .concord/control/, to start it again,
 // so the new process is this supervisor's child like the others and Ctrl-C still stops it.
+//
+// `npm start -- --jaeger` also runs Jaeger (.tools/bin/jaeger, built by install-tools when missing)
+// on 127.0.0.1 with deploy/local/jaeger.yaml, and points every process at it; see docs/tracing.md.
 import { spawn } from 'node:child_process';
 import { appendFileSync, closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import { childEnv, ensureSetup, pinnedNode, root } from './lib.mjs';
+import { childEnv, ensureSetup, pinnedNode, root, run } from './lib.mjs';
 import {
   MEMBER_ACTIONS,
   META_GROUP,
   dataRoot,
   ensureControlDirs,
   isAliveRunning,
+  jaegerBinary,
+  jaegerConfig,
+  jaegerEndpoints,
+  jaegerLogPath,
+  jaegerProcessEnv,
   loadLocalCluster,
   localCommand,
+  otelEnvFor,
   pendingRequests,
   readState,
   removeQuietly,
@@ -47,12 +56,16 @@ const RING_PROBE_PAUSE_MS = 200;
 const REQUEST_POLL_MS = 200;
 /** How often the members' log files are read for lifecycle lines (serving, leader changes). */
 const LOG_POLL_MS = 100;
+/** How long Jaeger may take to report healthy (it starts in about a second). */
+const JAEGER_READY_MS = 30_000;
 
 const args = process.argv.slice(2);
 if (args.includes('--help')) {
-  console.log(`usage: npm start [-- --fresh] [-- --skip-setup]
+  console.log(`usage: npm start [-- --fresh] [-- --skip-setup] [-- --jaeger]
   --fresh       wipe .concord/ (all local data and logs) before starting
   --skip-setup  do not install/generate/build first
+  --jaeger      also run Jaeger on 127.0.0.1 (UI and query API on :16686, OTLP on :4317/:4318)
+                and send every process's traces to it; see docs/tracing.md
 
 While it runs, from another terminal:
   npm run local -- status            which processes run, and each group's leader
@@ -63,7 +76,8 @@ See docs/operations.md.`);
   process.exit(0);
 }
 
-const unknown = args.filter((arg) => arg !== '--fresh' && arg !== '--skip-setup');
+const withJaeger = args.includes('--jaeger');
+const unknown = args.filter((arg) => arg !== '--fresh' && arg !== '--skip-setup' && arg !== '--jaeger');
 if (unknown.length > 0) {
   console.error(`concord: unknown argument ${unknown.join(' ')}; see npm start -- --help`);
   process.exit(2);
@@ -81,7 +95,9 @@ if (previous !== undefined) {
     );
     process.exit(1);
   }
-  const orphans = (previous.members ?? []).filter((member) => member.pid !== null && isAliveRunning(member.pid, member.command));
+  const orphans = [...(previous.members ?? []), ...(previous.jaeger ? [{ name: 'jaeger', ...previous.jaeger }] : [])].filter(
+    (member) => member.pid !== null && isAliveRunning(member.pid, member.command),
+  );
   if (orphans.length > 0) {
     console.error(
       `concord: processes of an earlier run, whose supervisor is gone, still hold the cluster's ports: ` +
@@ -120,6 +136,8 @@ const node = pinnedNode();
 const startedAt = new Date().toISOString();
 let shuttingDown = false;
 let started = false;
+/** With --jaeger: the Jaeger process, where it listens, and the OTEL_* settings every member gets. */
+let jaeger;
 
 /** Each process: its spec, and its current child and state. */
 const members = new Map(specs.map((spec) => [spec.name, { spec, child: undefined, state: 'not started', since: startedAt, exit: '', expectedExit: undefined }]));
@@ -153,6 +171,9 @@ function writeState() {
       log: shown(spec.logPath),
     })),
     leaders: Object.fromEntries(leaders),
+    ...(jaeger === undefined
+      ? {}
+      : { jaeger: { pid: jaeger.child.exitCode === null && jaeger.child.signalCode === null ? jaeger.child.pid : null, command: jaegerConfig, ui: `http://${jaeger.endpoints.queryHttp}` } }),
   });
 }
 
@@ -225,7 +246,7 @@ function launch(member) {
     // stops every process gracefully, one SIGTERM each.
     child = spawn(node, ['--import', '@concord/runtime/register', join(root, spec.script), ...spec.args], {
       cwd: root,
-      env: childEnv({ CONCORD_SERVICE_NAME: spec.serviceName }),
+      env: childEnv({ CONCORD_SERVICE_NAME: spec.serviceName, ...(jaeger?.otelEnv ?? {}) }),
       stdio: ['ignore', out, 'pipe'],
       detached: true,
     });
@@ -376,6 +397,8 @@ async function stopAll(code) {
   clearInterval(requestTimer);
   console.log('\nconcord: stopping...');
   await Promise.all([...members.values()].map((member) => stopMember(member, 'stop')));
+  // After the members: they flush their last spans to it as they stop.
+  await stopJaeger();
   removeQuietly(stateFile);
   console.log('concord: stopped');
   process.exit(code);
@@ -385,6 +408,7 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => v
 // Last resort (an exception here): children in their own process groups would outlive us.
 process.on('exit', () => {
   for (const member of members.values()) if (isRunning(member)) member.child.kill('SIGKILL');
+  if (jaeger !== undefined && jaeger.child.exitCode === null && jaeger.child.signalCode === null) jaeger.child.kill('SIGKILL');
 });
 
 function portRange(group) {
@@ -431,11 +455,107 @@ async function waitForRing(address) {
   }
 }
 
+// ------------------------------------------------------------------ Jaeger
+
+/**
+ * Builds Jaeger if .tools/bin has none (or an older version), starts it in its own process group
+ * with its output in .concord/logs/jaeger.log, and waits until its health check passes. Throws with
+ * the log's tail when it cannot start (most often: a port is taken).
+ */
+async function startJaeger() {
+  run('bash', [join(root, 'scripts', 'install-tools.sh'), 'jaeger']);
+  const endpoints = jaegerEndpoints();
+  appendFileSync(jaegerLogPath, `--- ${new Date().toISOString()} concord: starting ${jaegerBinary} --config ${jaegerConfig}\n`);
+  const offset = statSync(jaegerLogPath).size;
+  const out = openSync(jaegerLogPath, 'a');
+  let child;
+  try {
+    child = spawn(jaegerBinary, ['--config', jaegerConfig], {
+      cwd: root,
+      env: childEnv(jaegerProcessEnv(endpoints)),
+      stdio: ['ignore', out, out],
+      detached: true,
+    });
+  } finally {
+    closeSync(out);
+  }
+  const exited = new Promise((resolve) => {
+    child.once('error', (error) => resolve(`could not be started: ${error.message}`));
+    child.once('exit', (code, signal) => resolve(describeExit(code, signal)));
+  });
+  const logTail = () => {
+    const lines = readFileSync(jaegerLogPath, 'utf8').slice(offset).trimEnd().split('\n');
+    return lines.slice(-15).map((line) => `  ${line}`).join('\n');
+  };
+  let exit;
+  void exited.then((how) => {
+    exit = how;
+  });
+  const deadline = Date.now() + JAEGER_READY_MS;
+  for (;;) {
+    if (exit !== undefined) {
+      const taken = readFileSync(jaegerLogPath, 'utf8').slice(offset).match(/listen tcp (\S+): bind: address already in use/);
+      if (taken !== null) {
+        const variable = Object.entries(jaegerProcessEnv(endpoints)).find(([, value]) => value === taken[1])?.[0] ?? 'its JAEGER_*_ENDPOINT variable';
+        throw new Error(
+          `jaeger cannot listen on ${taken[1]}: another program uses that port. Stop it, or move this listener with ` +
+            `${variable}=127.0.0.1:<another port> npm start -- --jaeger (see docs/tracing.md).`,
+        );
+      }
+      throw new Error(`jaeger ended (${exit}) before it was ready; its log, ${shown(jaegerLogPath)}, ends with:\n${logTail()}`);
+    }
+    try {
+      const response = await fetch(`http://${endpoints.health}/status`, { signal: AbortSignal.timeout(1_000) });
+      if (response.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`jaeger was not healthy within ${JAEGER_READY_MS / 1000} s; see ${shown(jaegerLogPath)}:\n${logTail()}`);
+    }
+    await sleep(100);
+  }
+  // A Jaeger built from source with `go install` serves a placeholder page instead of the UI,
+  // whose assets are compiled into release binaries only; the query API is complete either way.
+  const withoutUi = readFileSync(jaegerLogPath, 'utf8').slice(offset).includes('ui assets not embedded');
+  void exited.then((how) => {
+    if (!shuttingDown) console.error(`concord: jaeger died (${how}); traces are no longer collected. Its log: ${shown(jaegerLogPath)}`);
+  });
+  return { child, exited, endpoints, otelEnv: otelEnvFor(endpoints), withoutUi };
+}
+
+async function stopJaeger() {
+  if (jaeger === undefined || jaeger.child.exitCode !== null || jaeger.child.signalCode !== null) return;
+  const force = setTimeout(() => jaeger.child.kill('SIGKILL'), STOP_GRACE_MS);
+  jaeger.child.kill('SIGTERM');
+  await jaeger.exited;
+  clearTimeout(force);
+}
+
+function jaegerBanner() {
+  if (jaeger === undefined) return '';
+  const ui = `http://${jaeger.endpoints.queryHttp}`;
+  const uiLine = jaeger.withoutUi
+    ? `Jaeger (query API; this build has no web UI, see docs/tracing.md): ${ui}/api/traces?service=concord-coordinator`
+    : `Jaeger UI: ${ui}  (search service concord-coordinator or concord-shard)`;
+  return `
+Traces: every process sends its spans to Jaeger (OTLP ${jaeger.endpoints.otlpGrpc} gRPC, ${jaeger.endpoints.otlpHttp} HTTP).
+${uiLine}
+Jaeger's log: ${shown(jaegerLogPath)}; its traces live in memory and go with it.
+`;
+}
+
 function portOf(address) {
   return address.slice(address.lastIndexOf(':') + 1);
 }
 
 try {
+  if (withJaeger) {
+    jaeger = await startJaeger();
+    writeState();
+    console.log(`concord: jaeger is collecting traces; ${jaeger.withoutUi ? 'query API' : 'UI'} at http://${jaeger.endpoints.queryHttp}`);
+  }
   const shards = [...members.values()].filter((member) => member.spec.kind === 'shard');
   await Promise.all(shards.map(launch));
   // The coordinators start together: each recovers its own log, then they elect a meta leader.
@@ -477,7 +597,7 @@ With every coordinator in CONCORD_ADDR the CLI tries the next when one is down:
   export CONCORD_ADDR=${coordinators.join(',')}
 
 Ctrl-C stops the cluster; data stays for the next \`npm start\` (\`npm start -- --fresh\` wipes it).
-`);
+${jaegerBanner()}`);
 } catch (error) {
   console.error(`concord: ${error.message}`);
   await stopAll(1);

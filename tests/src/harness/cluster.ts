@@ -8,15 +8,17 @@
 // and the coordinators are given the members' addresses on their command lines, and a restarted
 // member must come back on the address they (and every routing table) already know.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { Metadata } from '@grpc/grpc-js';
-import { MemberRole, type ClusterClient, type MemberStatus as ClusterMemberStatus, type StatusResponse } from '@concord/proto/cluster';
-import type { ShardClient, ShardStatusResponse } from '@concord/proto/shard';
-import { clusterClient, describeError, shardClient, sleep, unary } from './grpc.js';
+import { Metadata, type ChannelCredentials } from '@grpc/grpc-js';
+import { ClusterClient, MemberRole, type MemberStatus as ClusterMemberStatus, type StatusResponse } from '@concord/proto/cluster';
+import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
+import { CLIENT_CHANNEL_OPTIONS, channelCredentials } from '@concord/runtime';
+import { describeError, sleep, unary } from './grpc.js';
 import { childEnv, nodeBinary, repoRoot } from './paths.js';
 import { track } from './reaper.js';
 
@@ -49,6 +51,31 @@ export interface ClusterOptions {
    * answer Cluster.GetRing; default 15 s (a liveness bound).
    */
   leaderTimeoutMs?: number;
+  /**
+   * Extra environment of every process, e.g. the OTEL_* variables that make it export traces.
+   * Every process runs as `npm start` runs it, `node --import @concord/runtime/register`, with
+   * CONCORD_SERVICE_NAME naming its role (concord-shard, concord-coordinator).
+   */
+  env?: Readonly<Record<string, string>>;
+  /**
+   * Mutual TLS: every process gets --tls-cert, --tls-key and --tls-ca with these PEM files, and
+   * the harness's own Status probes present the same certificate (see `credentials`). The
+   * certificate must name 127.0.0.1 (and `advertiseHost`, if given). Default plaintext.
+   */
+  tls?: TlsFiles;
+  /**
+   * Every process listens on 127.0.0.1:<port> and advertises <advertiseHost>:<port> with
+   * --advertise; that advertised address is the one --peers, --groups, the "serving" line and the
+   * harness's clients use. Default none: processes are known by 127.0.0.1:<port>.
+   */
+  advertiseHost?: string;
+}
+
+/** Paths of PEM files for ClusterOptions.tls. */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+  ca: string;
 }
 
 /** What one coordinator says about itself as a member of the meta group. */
@@ -78,6 +105,9 @@ export interface ProcessExit {
 
 const SHARD_MAIN = 'services/shard/dist/main.js';
 const COORDINATOR_MAIN = 'services/coordinator/dist/main.js';
+/** OpenTelemetry service.name of each role, as npm start and the services' own defaults name them. */
+const SHARD_SERVICE_NAME = 'concord-shard';
+const COORDINATOR_SERVICE_NAME = 'concord-coordinator';
 const DEFAULT_READY_TIMEOUT_MS = 30_000;
 const DEFAULT_LEADER_TIMEOUT_MS = 15_000;
 const DEFAULT_REPLICAS = 3;
@@ -121,6 +151,8 @@ class ManagedProcess {
     private readonly args: readonly string[],
     /** The address it listens on, host:port; its "serving" line must name the same. */
     readonly address: string,
+    /** Extra environment: the service name of its role and ClusterOptions.env. */
+    private readonly env: Readonly<Record<string, string>> = {},
   ) {}
 
   get pid(): number | undefined {
@@ -137,9 +169,10 @@ class ManagedProcess {
     this.starts += 1;
     this.runLines = [];
     this.note(`--- start #${this.starts}: ${this.script} ${this.args.join(' ')}`);
-    const child = spawn(nodeBinary, [this.script, ...this.args], {
+    // Telemetry starts before any application module loads, so gRPC clients are traced too.
+    const child = spawn(nodeBinary, ['--import', '@concord/runtime/register', this.script, ...this.args], {
       cwd: repoRoot,
-      env: childEnv(),
+      env: childEnv(this.env),
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     track(child);
@@ -304,6 +337,24 @@ interface ResolvedOptions {
   ringEpoch: number;
   readyTimeoutMs: number;
   leaderTimeoutMs: number;
+  env: Readonly<Record<string, string>>;
+  tls: TlsFiles | undefined;
+  advertiseHost: string | undefined;
+}
+
+/** The address a process is known by: 127.0.0.1:<port>, or <advertiseHost>:<port>. */
+function addressOf(options: ResolvedOptions, port: number): string {
+  return `${options.advertiseHost ?? '127.0.0.1'}:${port}`;
+}
+
+/** --listen on 127.0.0.1 with the port of `address`, plus --advertise `address` when it names another host; and the --tls-* flags. */
+function networkFlags(options: ResolvedOptions, address: string): string[] {
+  const port = address.slice(address.lastIndexOf(':') + 1);
+  return [
+    '--listen', `127.0.0.1:${port}`,
+    ...(options.advertiseHost !== undefined ? ['--advertise', address] : []),
+    ...(options.tls !== undefined ? ['--tls-cert', options.tls.cert, '--tls-key', options.tls.key, '--tls-ca', options.tls.ca] : []),
+  ];
 }
 
 /**
@@ -315,6 +366,7 @@ export class LocalCluster {
   private stopped: Promise<Map<string, ProcessExit | undefined>> | undefined;
   private readonly statusClients = new Map<string, ShardClient>();
   private readonly clusterClients = new Map<string, ClusterClient>();
+  private channelCredentials: ChannelCredentials | undefined;
 
   private constructor(
     private readonly options: ResolvedOptions,
@@ -332,7 +384,7 @@ export class LocalCluster {
         group,
         memberId: memberIdOf(group, replica),
         name: shardProcessName(group, replica),
-        address: `127.0.0.1:${ports[groupIndex * options.replicas + replica]!}`,
+        address: addressOf(options, ports[groupIndex * options.replicas + replica]!),
       })),
     );
     for (const member of members) {
@@ -343,13 +395,13 @@ export class LocalCluster {
           '--engine', options.engine,
           '--group-id', member.group,
           '--member-id', member.memberId,
-          '--listen', member.address,
+          ...networkFlags(options, member.address),
           ...(options.engine === 'raft' ? ['--peers', peers.join(',')] : []),
           '--data-dir', join(options.dataDir, member.memberId),
           '--ring-groups', options.groups.join(','),
           ...ringFlags,
           ...options.shardArgs,
-        ], member.address),
+        ], member.address, { ...options.env, CONCORD_SERVICE_NAME: SHARD_SERVICE_NAME }),
       );
     }
     const groupsFlag = options.groups
@@ -358,19 +410,22 @@ export class LocalCluster {
     const coordinators: CoordinatorMember[] = Array.from({ length: options.coordinators }, (_, index) => ({
       memberId: `coordinator-${index}`,
       name: options.coordinators === 1 ? 'coordinator' : `coordinator-${index}`,
-      address: `127.0.0.1:${ports[members.length + index]!}`,
+      address: addressOf(options, ports[members.length + index]!),
     }));
     const metaPeers = coordinators.map((coordinator) => `${coordinator.memberId}=${coordinator.address}`).join(',');
     for (const coordinator of coordinators) {
       const engineFlags =
         options.coordinators === 1
           ? // One coordinator with the ring from --groups (the config engine).
-            ['--engine', 'config', '--listen', coordinator.address]
+            ['--engine', 'config', ...networkFlags(options, coordinator.address)]
           : // The meta group, as `npm start` runs it: --groups and the ring flags seed it when empty.
-            ['--engine', 'raft', '--member-id', coordinator.memberId, '--listen', coordinator.address, '--peers', metaPeers, '--data-dir', join(options.dataDir, coordinator.memberId)];
+            ['--engine', 'raft', '--member-id', coordinator.memberId, ...networkFlags(options, coordinator.address), '--peers', metaPeers, '--data-dir', join(options.dataDir, coordinator.memberId)];
       processes.set(
         coordinator.name,
-        new ManagedProcess(coordinator.name, COORDINATOR_MAIN, [...engineFlags, '--groups', groupsFlag, ...ringFlags, ...options.coordinatorArgs], coordinator.address),
+        new ManagedProcess(coordinator.name, COORDINATOR_MAIN, [...engineFlags, '--groups', groupsFlag, ...ringFlags, ...options.coordinatorArgs], coordinator.address, {
+          ...options.env,
+          CONCORD_SERVICE_NAME: COORDINATOR_SERVICE_NAME,
+        }),
       );
     }
     return new LocalCluster(options, members, coordinators, processes);
@@ -394,6 +449,18 @@ export class LocalCluster {
 
   get engine(): 'raft' | 'single' {
     return this.options.engine;
+  }
+
+  /**
+   * Credentials for a client of this cluster's processes: with ClusterOptions.tls, mutual TLS
+   * presenting that certificate; else plaintext.
+   */
+  get credentials(): ChannelCredentials {
+    const tls = this.options.tls;
+    this.channelCredentials ??= channelCredentials(
+      tls === undefined ? undefined : { cert: readFileSync(tls.cert), key: readFileSync(tls.key), ca: readFileSync(tls.ca) },
+    );
+    return this.channelCredentials;
   }
 
   /** The first coordinator's address: the one `npm start` and the README name. */
@@ -503,12 +570,12 @@ export class LocalCluster {
     const current = this.membersOf(group).filter((member) => (peers === undefined ? this.running(member.name) : peers.includes(member.name)));
     if (current.length === 0) throw new Error(`startJoiningShard: no current member of ${group} to list in --peers`);
     const [port] = await freePorts(1);
-    const member: ShardMember = { group, memberId: memberIdOf(group, replica), name, address: `127.0.0.1:${port!}` };
+    const member: ShardMember = { group, memberId: memberIdOf(group, replica), name, address: addressOf(this.options, port!) };
     const process = new ManagedProcess(name, SHARD_MAIN, [
       '--engine', 'raft',
       '--group-id', group,
       '--member-id', member.memberId,
-      '--listen', member.address,
+      ...networkFlags(this.options, member.address),
       '--join',
       '--peers', current.map((other) => `${other.memberId}=${other.address}`).join(','),
       '--data-dir', join(this.dataDir, member.memberId),
@@ -516,7 +583,7 @@ export class LocalCluster {
       '--ring-vnodes', String(this.ringVnodes),
       '--ring-epoch', String(this.ringEpoch),
       ...this.options.shardArgs,
-    ], member.address);
+    ], member.address, { ...this.options.env, CONCORD_SERVICE_NAME: SHARD_SERVICE_NAME });
     this.shardMembers.push(member);
     // Shards first, then the coordinators (see processNames).
     const coordinators = this.coordinatorNames.map((each) => [each, this.process(each)] as const);
@@ -532,7 +599,7 @@ export class LocalCluster {
     const address = this.process(name).address;
     let client = this.statusClients.get(address);
     if (client === undefined) {
-      client = shardClient(address);
+      client = new ShardClient(address, this.credentials, CLIENT_CHANNEL_OPTIONS);
       this.statusClients.set(address, client);
     }
     return unary(client.status.bind(client), {}, STATUS_DEADLINE_MS);
@@ -710,7 +777,7 @@ export class LocalCluster {
     const address = this.process(name).address;
     let client = this.clusterClients.get(address);
     if (client === undefined) {
-      client = clusterClient(address);
+      client = new ClusterClient(address, this.credentials, CLIENT_CHANNEL_OPTIONS);
       this.clusterClients.set(address, client);
     }
     return client;
@@ -762,6 +829,9 @@ export async function startLocalCluster(options: ClusterOptions): Promise<LocalC
     ringEpoch: options.ringEpoch ?? 1,
     readyTimeoutMs: options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS,
     leaderTimeoutMs: options.leaderTimeoutMs ?? DEFAULT_LEADER_TIMEOUT_MS,
+    env: options.env ?? {},
+    tls: options.tls,
+    advertiseHost: options.advertiseHost,
   };
   let lastError: unknown;
   for (let attempt = 1; attempt <= PORT_RACE_ATTEMPTS; attempt++) {
