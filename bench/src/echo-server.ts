@@ -17,8 +17,7 @@ const SHUTDOWN_GRACE_MS = 2000;
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { listen: { type: 'string', default: '127.0.0.1:0' } } });
   const listen = values.listen;
-  // Channelz off, as on Concord's servers: the floor measures the same grpc-js.
-  const server = new Server({ 'grpc.enable_channelz': 0 });
+  const server = new Server();
   const echo: handleUnaryCall<Buffer, Buffer> = (call, callback) => callback(null, call.request);
   server.addService(ECHO_SERVICE, { Echo: echo });
   const port = await new Promise<number>((resolve, reject) => {
