@@ -12,7 +12,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 DOCKERD_START_TIMEOUT_S=60
 
 missing=()
-command -v docker >/dev/null 2>&1 || missing+=(docker.io)
+# The daemon, not just a client (a docker CLI may be installed on its own).
+command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || [ -x /usr/sbin/debootstrap ] || missing+=(debootstrap)
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "install-tools: installing ${missing[*]}"
