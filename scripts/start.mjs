@@ -293,7 +293,11 @@ function launch(member) {
       if (spec.group !== undefined && leaders.get(spec.group)?.member === spec.name) leaders.delete(spec.group);
       if (shuttingDown) return;
       writeState();
-      if (started && expected === undefined) {
+      if (started && expected === undefined && code === 2) {
+        // Exit 2 is a refusal to start (bad settings, or a data folder that lost the group's
+        // state): restarting it the same way would only be refused again. Its log says why.
+        console.error(`concord: ${spec.name} refused to start (${how}); the other processes keep running. Why: ${shown(spec.logPath)}`);
+      } else if (started && expected === undefined) {
         console.error(
           `concord: ${spec.name} died (${how}); the other processes keep running. Its log: ${shown(spec.logPath)}\n` +
             `concord: bring it back with: ${localCommand('restart', spec.name)}`,

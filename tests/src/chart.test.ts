@@ -443,13 +443,19 @@ function checkRelease(rendered: Rendered): void {
     assert.equal(flag(args, 'ring-vnodes'), String(values.ring.vnodes), `${where}: --ring-vnodes`);
     assert.equal(flag(args, 'ring-epoch'), String(values.ring.epoch), `${where}: --ring-epoch`);
 
-    // Probes: gRPC health, on the role's public service for readiness; TCP with TLS.
+    // Probes: gRPC health, on the role's public service for readiness; with TLS the same question
+    // asked by `concord health` in the container (kubelet's gRPC probe has no client certificate).
     const readinessService = group.component === 'coordinator' ? 'concord.v1.KV' : 'concord.v1.Shard';
     for (const [kind, probe] of [['liveness', c.livenessProbe], ['readiness', c.readinessProbe]] as const) {
       assert.ok(probe, `${where}: ${kind} probe missing`);
       if (values.tls.enabled) {
-        assert.deepEqual(probe.tcpSocket, { port: 'grpc' }, `${where}: ${kind} probe with TLS is a TCP connect (kubelet's gRPC probe has no client certificate)`);
+        assert.deepEqual(
+          probe.exec?.command,
+          ['concord', 'health', '--addr', `localhost:${group.port}`, ...(kind === 'readiness' ? ['--service', readinessService] : [])],
+          `${where}: ${kind} probe with TLS runs concord health on localhost (a name the certificate holds)`,
+        );
         assert.equal(probe.grpc, undefined);
+        assert.equal(probe.tcpSocket, undefined);
       } else {
         assert.equal(probe.grpc?.port, group.port, `${where}: ${kind} gRPC probe port`);
         assert.equal(probe.grpc?.service, kind === 'readiness' ? readinessService : '', `${where}: ${kind} gRPC probe service`);
@@ -830,6 +836,15 @@ async function runMember(rendered: Rendered, group: ConsensusGroup, workDir: str
     const address = tlsDir === undefined ? `127.0.0.1:${port}` : `localhost:${port}`;
     for (const service of ['', readiness]) {
       assert.equal(await healthStatus(address, service, credentials), SERVING, `${where}: health of "${service}" (a probe asks it)`);
+    }
+    // An exec probe runs as rendered, `concord` being this checkout's CLI, with the pod's environment.
+    for (const [kind, probe] of [['liveness', c.livenessProbe], ['readiness', c.readinessProbe]] as const) {
+      const command = probe?.exec?.command;
+      if (command === undefined) continue;
+      assert.equal(command[0], 'concord', `${where}: ${kind} exec probe runs the CLI of the image`);
+      const result = await runCommand(nodeBinary, [CONCORD_CLI, ...command.slice(1).map(localize)], { env, timeoutMs: 20_000 });
+      assert.equal(result.code, 0, `${where}: ${kind} probe ${command.join(' ')} ${describeResult(result)}`);
+      assert.equal(result.stdout, 'SERVING\n', `${where}: ${kind} probe output`);
     }
     if (rendered.values.metrics.enabled) {
       const response = await fetch(`http://127.0.0.1:${rendered.values.metrics.port}/metrics`);

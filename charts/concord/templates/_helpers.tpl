@@ -248,16 +248,18 @@ podAntiAffinity:
 {{- end -}}
 
 {{/*
-Probes of a Concord container: gRPC health without TLS; with TLS a TCP connect, since kubelet's
-gRPC probe cannot present the client certificate the servers require.
+Probes of a Concord container: gRPC health without TLS; with TLS the same question asked by
+`concord health` in the container (an exec probe with the pod's CONCORD_TLS_* files), since
+kubelet's gRPC probe cannot present the client certificate the servers require. It dials
+localhost, a name the certificate holds.
 (dict "ctx" $ "port" 7100 "service" "concord.v1.Shard")
 */}}
 {{- define "concord.probes" -}}
 {{- $probes := .ctx.Values.probes -}}
 livenessProbe:
   {{- if .ctx.Values.tls.enabled }}
-  tcpSocket:
-    port: grpc
+  exec:
+    command: ["concord", "health", "--addr", "localhost:{{ .port }}"]
   {{- else }}
   grpc:
     port: {{ .port }}
@@ -266,8 +268,8 @@ livenessProbe:
   {{- toYaml $probes.liveness | nindent 2 }}
 readinessProbe:
   {{- if .ctx.Values.tls.enabled }}
-  tcpSocket:
-    port: grpc
+  exec:
+    command: ["concord", "health", "--addr", "localhost:{{ .port }}", "--service", {{ .service | quote }}]
   {{- else }}
   grpc:
     port: {{ .port }}

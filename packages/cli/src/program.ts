@@ -1,4 +1,4 @@
-// Commands of the `concord` CLI: `kv put|get|del|scan`, `status`, `member add|promote|remove`, and `serve <role>` (the entry
+// Commands of the `concord` CLI: `kv put|get|del|scan`, `status`, `health`, `member add|promote|remove`, and `serve <role>` (the entry
 // point of the container image). Every command exits non-zero with the server's message on error.
 import { resolve as resolvePath } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { ConcordClient, ConcordError, failedBeforeSending } from '@concord/client';
 import type { ChangeShardMembershipResponse, StatusResponse } from '@concord/proto/cluster';
 import { MembershipChangeKind } from '@concord/proto/shard';
+import { DEFAULT_HEALTH_TIMEOUT_MS, checkHealth } from './health.js';
 import { formatStatusTable, shortenError } from './status-table.js';
 import { readTlsFlags, tlsFlagsForRole, tlsOptions, type TlsFlags } from './tls-flags.js';
 import { DEFAULT_WATCH_SECONDS, parseWatchCount, parseWatchSeconds, watchStatus } from './status-watch.js';
@@ -17,6 +18,8 @@ export interface ProgramIo {
 }
 
 const DEFAULT_ADDRESS = '127.0.0.1:7070';
+/** Exit status of `concord health` for a command line it cannot run, as for the roles' bad settings. */
+const EXIT_USAGE = 2;
 
 interface ClientFlags extends TlsFlags {
   addr: string;
@@ -196,6 +199,46 @@ export function buildProgram(io: ProgramIo): Command {
         if (result.failures > 0) process.exitCode = 1;
       } finally {
         process.off('SIGINT', onInterrupt);
+      }
+    });
+
+  program
+    .command('health')
+    .description(
+      "ask one process's grpc.health.v1 (exactly the --addr given, host:port: no routing, no forwarding), e.g. as a Kubernetes " +
+        'exec probe with TLS; prints the status and exits 0 only when it is SERVING (1 otherwise, 2 on a usage error). ' +
+        `Deadline: --timeout, ${DEFAULT_HEALTH_TIMEOUT_MS} ms unless given`,
+    )
+    .option('--service <name>', 'the service to ask about, e.g. concord.v1.Shard; empty (the default): the whole server', '')
+    // A probe's command line that does not parse is a usage error (2), not an unhealthy process.
+    .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : EXIT_USAGE))
+    .action(async (opts: { service: string }) => {
+      const flags = program.opts<ClientFlags>();
+      const usage = (message: string): void => {
+        io.stderr.write(`concord health: ${message}\n`);
+        process.exitCode = EXIT_USAGE;
+      };
+      const address = flags.addr.trim();
+      if (!/^[^,\s]+:\d{1,5}$/.test(address)) return usage(`--addr: exactly one host:port, the process to ask (got "${flags.addr}")`);
+      const timeoutMs = program.getOptionValueSource('timeout') === 'default' ? DEFAULT_HEALTH_TIMEOUT_MS : Number(flags.timeout);
+      if (!Number.isSafeInteger(timeoutMs) || timeoutMs < 1) return usage(`--timeout: a positive number of milliseconds (got "${flags.timeout}")`);
+      let tls;
+      try {
+        tls = readTlsFlags(flags);
+      } catch (error) {
+        return usage(error instanceof Error ? error.message : String(error));
+      }
+      const answer = await checkHealth(address, opts.service, tls, timeoutMs);
+      const what = opts.service === '' ? address : `${opts.service} at ${address}`;
+      if (answer.kind === 'error') {
+        io.stderr.write(`concord health: ${what}: ${answer.message} (${statusName(answer.code)})\n`);
+        process.exitCode = 1;
+        return;
+      }
+      print(answer.status);
+      if (answer.status !== 'SERVING') {
+        io.stderr.write(`concord health: ${what} is ${answer.status}\n`);
+        process.exitCode = 1;
       }
     });
 

@@ -26,7 +26,19 @@ export {
 } from './raft-driver/grpc-transport.js';
 export type { GrpcRaftTransportOptions } from './raft-driver/grpc-transport.js';
 export { ConsensusPeerService, CONSENSUS_SERVICE_NAME, DEFAULT_MAX_SNAPSHOT_BYTES } from './raft-driver/peer-service.js';
-export type { ConsensusPeerServiceOptions } from './raft-driver/peer-service.js';
+export type { ConsensusPeerServiceOptions, ProbeSubject } from './raft-driver/peer-service.js';
+export {
+  BootstrapGuard,
+  BootstrapRefusedError,
+  BOOTSTRAP_GUARD_OPTION_SPECS,
+  DEFAULT_BOOTSTRAP_CHECK_MS,
+  decideBootstrap,
+  probePeers,
+  raftDataIsEmpty,
+  refusalMessage,
+} from './raft-driver/bootstrap-guard.js';
+export type { BootstrapCheck, BootstrapDecision, BootstrapGuardOptions, BootstrapInput, PeerProbe, PeerGroupState } from './raft-driver/bootstrap-guard.js';
+export { HeardFromLedger, HEARD_FROM_FILE } from './raft-driver/heard-from-ledger.js';
 export { MemoryRaftNetwork } from './raft-driver/memory-transport.js';
 export { RaftStorage } from './raft-driver/raft-storage.js';
 export type { RaftStorageOptions, RecoveredRaftState } from './raft-driver/raft-storage.js';

@@ -10,7 +10,7 @@
 
 import { status } from '@grpc/grpc-js';
 import { METADATA_LEADER, METADATA_REASON, REASON_NOT_LEADER } from '@concord/client';
-import { ConsensusPeerService, type ConsensusStatus } from '@concord/consensus';
+import { BootstrapGuard, ConsensusPeerService, type ConsensusStatus } from '@concord/consensus';
 import { ClusterService } from '@concord/proto/cluster';
 import { KVService } from '@concord/proto/kv';
 import { MapReduceService } from '@concord/proto/mapreduce';
@@ -21,7 +21,7 @@ import { ShardDirectory } from './directory.js';
 import { createDirectoryRouter } from './directory-router.js';
 import { LeaderForwarder, type ForwardingPolicy } from './forwarding.js';
 import { createKvService } from './kv-service.js';
-import { MetaGroup } from './meta/meta-group.js';
+import { META_GROUP_ID, MetaGroup } from './meta/meta-group.js';
 import type { MetaCommand } from './meta/commands.js';
 import { isMemberProbe } from './meta-status.js';
 import type { CoordinatorEngine, CoordinatorOptions } from './options.js';
@@ -164,9 +164,22 @@ async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger)
     throw error;
   }
   for (const name of PUBLIC_SERVICE_NAMES) server.setServing(name, false);
+  let guard: BootstrapGuard | undefined;
   try {
+    // An empty data dir bootstraps from --peers only if no other coordinator has known this one
+    // before (one that lost its data must not start as new: bootstrap-guard.ts).
+    guard = await BootstrapGuard.open({ groupId: META_GROUP_ID, memberId: options.memberId, dataDir: options.dataDir, peerService, logger });
+    await guard.check({
+      peers: options.peers,
+      join: options.join,
+      credentials: channelCredentials(options.tls),
+      timeoutMs: options.bootstrapCheckTimeoutMs,
+      force: options.forceBootstrap,
+    });
     await meta.start();
+    guard.running(() => meta.status());
   } catch (error) {
+    await guard?.close();
     peerService.close();
     await server.shutdown();
     closeAll();
@@ -203,6 +216,7 @@ async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger)
         await server.shutdown();
         closeAll();
         await meta.stop();
+        await guard?.close();
       })();
       return stopping;
     },

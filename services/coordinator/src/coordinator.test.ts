@@ -97,6 +97,8 @@ describe('coordinator with three shard groups', () => {
             engine: 'single',
             peers: {},
             join: false,
+            bootstrapCheckTimeoutMs: 5_000,
+            forceBootstrap: false,
             advertisedAddress: '',
             tickMs: 50,
             electionTicks: 10,

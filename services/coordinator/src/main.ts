@@ -1,7 +1,8 @@
 // Entry point of the coordinator role, and the only place that reads flags and environment
 // variables. Run directly (`node services/coordinator/dist/main.js --peers ... --groups g1=...`) or
 // through runCoordinator().
-import { isEntryPoint, runRole, runRoleAsEntryPoint, type RoleDefinition } from '@concord/runtime';
+import { BootstrapRefusedError } from '@concord/consensus';
+import { EXIT_USAGE, isEntryPoint, runRole, runRoleAsEntryPoint, type Logger, type RoleDefinition } from '@concord/runtime';
 import { startCoordinator, type CoordinatorNode } from './coordinator-node.js';
 import { COORDINATOR_OPTION_SPECS, compileCoordinatorOptions, type CoordinatorOptions } from './options.js';
 
@@ -37,7 +38,7 @@ const COORDINATOR_ROLE: RoleDefinition<CoordinatorOptions, CoordinatorNode> = {
   usage: USAGE,
   specs: COORDINATOR_OPTION_SPECS,
   compile: compileCoordinatorOptions,
-  start: startCoordinator,
+  start: startOrRefuse,
   failureFields: (options) => ({ listen: `${options.listenHost}:${options.listenPort}` }),
   servingFields: (node, options) => ({
     ...(node.engine === 'raft'
@@ -46,6 +47,21 @@ const COORDINATOR_ROLE: RoleDefinition<CoordinatorOptions, CoordinatorNode> = {
     ...(node.metricsAddress !== undefined ? { metrics_address: node.metricsAddress } : {}),
   }),
 };
+
+/**
+ * A coordinator that lost its data refuses to start (bootstrap-guard.ts): exit status 2 with the
+ * reason on stderr, like a bad setting, since restarting it as it is can never help.
+ */
+async function startOrRefuse(options: CoordinatorOptions, logger: Logger): Promise<CoordinatorNode> {
+  try {
+    return await startCoordinator(options, logger);
+  } catch (error) {
+    if (!(error instanceof BootstrapRefusedError)) throw error;
+    logger.fatal({ data_dir: options.dataDir, peer: error.evidence.peerId, reason: error.message }, 'refusing to start: this coordinator lost its data');
+    process.stderr.write(`concord coordinator: ${error.message}\n`);
+    process.exit(EXIT_USAGE);
+  }
+}
 
 export function runCoordinator(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   return runRole(COORDINATOR_ROLE, argv, env);

@@ -34,6 +34,8 @@ describe('compileCoordinatorOptions', () => {
       engine: 'raft',
       peers: { 'coordinator-0': '127.0.0.1:7070', 'coordinator-1': '127.0.0.1:7071', 'coordinator-2': '127.0.0.1:7072' },
       join: false,
+      bootstrapCheckTimeoutMs: 5000,
+      forceBootstrap: false,
       advertisedAddress: '127.0.0.1:7070',
       dataDir: '/var/lib/concord',
       groups: [

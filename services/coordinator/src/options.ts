@@ -2,7 +2,7 @@
 // into a typed CoordinatorOptions. Only src/main.ts calls compileCoordinatorOptions; everything
 // below takes options.
 
-import { RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS } from '@concord/consensus';
+import { BOOTSTRAP_GUARD_OPTION_SPECS, RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 import {
   COMMON_ROLE_OPTION_SPECS,
@@ -63,6 +63,13 @@ export interface CoordinatorOptions {
    */
   join: boolean;
   /**
+   * Raft only: with an empty data dir, how long to wait for peers that do not answer yet when asking
+   * whether this member belonged to the group before (then it lost its data and refuses to start).
+   */
+  bootstrapCheckTimeoutMs: number;
+  /** Raft only: bootstrap an empty data dir without asking the peers (--force-bootstrap). */
+  forceBootstrap: boolean;
+  /**
    * host:port the other coordinators and clients dial, named in forwarding hints and Status:
    * --advertise, else with raft its --peers entry (or --listen with --join). Empty with the config
    * engine and no --advertise: the bound address is used.
@@ -103,6 +110,8 @@ interface RawCoordinatorOptions extends Record<string, unknown> {
   engine: string;
   peers: string[];
   join: boolean;
+  bootstrapCheckTimeout: number;
+  forceBootstrap: boolean;
   dataDir: string;
   groups: string[];
   ringVnodes: number;
@@ -209,6 +218,7 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
     min: 1,
     doc: 'Epoch of the ring given by --groups; shards holding another epoch answer WRONG_SHARD.',
   },
+  ...BOOTSTRAP_GUARD_OPTION_SPECS,
   ...RAFT_TIMING_OPTION_SPECS,
   sync: {
     kind: 'bool',
@@ -338,6 +348,8 @@ export function compileCoordinatorOptions(sources: OptionSources): CoordinatorOp
     engine,
     peers,
     join: engine === 'raft' && raw.join,
+    bootstrapCheckTimeoutMs: raw.bootstrapCheckTimeout,
+    forceBootstrap: raw.forceBootstrap,
     advertisedAddress,
     dataDir: raw.dataDir,
     groups,

@@ -1,6 +1,7 @@
 // Entry point of the shard role, and the only place that reads flags and environment variables.
 // Run directly (`node services/shard/dist/main.js --group-id g1 ...`) or through runShard().
-import { isEntryPoint, runRole, runRoleAsEntryPoint, type RoleDefinition } from '@concord/runtime';
+import { BootstrapRefusedError } from '@concord/consensus';
+import { EXIT_USAGE, isEntryPoint, runRole, runRoleAsEntryPoint, type Logger, type RoleDefinition } from '@concord/runtime';
 import { SHARD_OPTION_SPECS, compileShardOptions, type ShardOptions } from './options.js';
 import { startShardNode, type ShardNode } from './shard-node.js';
 
@@ -29,7 +30,7 @@ const SHARD_ROLE: RoleDefinition<ShardOptions, ShardNode> = {
   usage: USAGE,
   specs: SHARD_OPTION_SPECS,
   compile: compileShardOptions,
-  start: startShardNode,
+  start: startOrRefuse,
   failureFields: (options) => ({ group_id: options.groupId, data_dir: options.dataDir }),
   servingFields: (node) => ({
     group_id: node.groupId,
@@ -37,6 +38,21 @@ const SHARD_ROLE: RoleDefinition<ShardOptions, ShardNode> = {
     ...(node.metricsAddress !== undefined ? { metrics_address: node.metricsAddress } : {}),
   }),
 };
+
+/**
+ * A replica that lost its data refuses to start (bootstrap-guard.ts): exit status 2 with the reason
+ * on stderr, like a bad setting, since restarting it as it is can never help.
+ */
+async function startOrRefuse(options: ShardOptions, logger: Logger): Promise<ShardNode> {
+  try {
+    return await startShardNode(options, logger);
+  } catch (error) {
+    if (!(error instanceof BootstrapRefusedError)) throw error;
+    logger.fatal({ group_id: options.groupId, data_dir: options.dataDir, peer: error.evidence.peerId, reason: error.message }, 'refusing to start: this replica lost its data');
+    process.stderr.write(`concord shard: ${error.message}\n`);
+    process.exit(EXIT_USAGE);
+  }
+}
 
 export function runShard(argv: string[], env: NodeJS.ProcessEnv): Promise<void> {
   return runRole(SHARD_ROLE, argv, env);

@@ -38,6 +38,8 @@ describe('compileShardOptions', () => {
       engine: 'raft',
       peers: { 'g1-0': '127.0.0.1:7101', 'g1-1': '127.0.0.1:7102', 'g1-2': '127.0.0.1:7103' },
       join: false,
+      bootstrapCheckTimeoutMs: 5000,
+      forceBootstrap: false,
       advertisedAddress: '127.0.0.1:7101',
       tickMs: 50,
       electionTicks: 10,

@@ -15,7 +15,7 @@ import {
   type OptionSpec,
   type TlsMaterial,
 } from '@concord/runtime';
-import { DEFAULT_SNAPSHOT_EVERY, RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS, type EngineName } from '@concord/consensus';
+import { BOOTSTRAP_GUARD_OPTION_SPECS, DEFAULT_SNAPSHOT_EVERY, RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS, type EngineName } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 
 /** Engines the shard role can run today, the default first; multipaxos joins this list when it exists. */
@@ -56,6 +56,13 @@ export interface ShardOptions {
    */
   join: boolean;
   /**
+   * Raft only: with an empty data dir, how long to wait for peers that do not answer yet when asking
+   * whether this member belonged to the group before (then it lost its data and refuses to start).
+   */
+  bootstrapCheckTimeoutMs: number;
+  /** Raft only: bootstrap an empty data dir without asking the peers (--force-bootstrap). */
+  forceBootstrap: boolean;
+  /**
    * host:port the other members and clients dial, named in leader hints and Status: --advertise,
    * else with raft its --peers entry (or --listen with --join). Empty with the single engine and no
    * --advertise: the bound address is used.
@@ -92,6 +99,8 @@ interface RawShardOptions extends Record<string, unknown> {
   engine: string;
   peers: string[];
   join: boolean;
+  bootstrapCheckTimeout: number;
+  forceBootstrap: boolean;
   tickMs: number;
   electionTicks: number;
   heartbeatTicks: number;
@@ -204,6 +213,7 @@ export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: Option
       'them) and --listen is the address they dial (a host they can reach, not port 0). The replica waits, without ' +
       'campaigning, until the group adds it (concord member add), then catches up. Ignored once the data dir holds Raft state.',
   },
+  ...BOOTSTRAP_GUARD_OPTION_SPECS,
   ...RAFT_TIMING_OPTION_SPECS,
   readMode: {
     kind: 'enum',
@@ -340,6 +350,8 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     engine,
     peers,
     join: engine === 'raft' && raw.join,
+    bootstrapCheckTimeoutMs: raw.bootstrapCheckTimeout,
+    forceBootstrap: raw.forceBootstrap,
     advertisedAddress,
     tickMs: raw.tickMs,
     electionTicks: raw.electionTicks,

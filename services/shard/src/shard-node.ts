@@ -9,7 +9,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ShardService, type ShardCommandResult } from '@concord/proto/shard';
-import { ConsensusPeerService, GrpcRaftTransport, RaftGroup, SingleGroup, type ConsensusGroup } from '@concord/consensus';
+import { BootstrapGuard, ConsensusPeerService, GrpcRaftTransport, RaftGroup, SingleGroup, type ConsensusGroup } from '@concord/consensus';
 import { HashRing } from '@concord/ring';
 import { ConcordServer, channelCredentials, startMetricsServer, type Logger, type MetricsServer, type ServiceBinding } from '@concord/runtime';
 import { KvStateMachine } from './kv-state-machine.js';
@@ -73,10 +73,26 @@ async function startServing(options: ShardOptions, logger: Logger, metricsServer
   const address = options.advertisedAddress !== '' ? options.advertisedAddress : server.address;
 
   let group: ConsensusGroup<ShardCommandResult>;
+  let guard: BootstrapGuard | undefined;
   try {
-    group = createGroup(options, address, stateMachine, peerService, logger);
-    await group.start();
+    if (peerService !== undefined) {
+      // An empty data dir bootstraps from --peers only if no peer has known this member before
+      // (one that lost its data must not start as new: bootstrap-guard.ts). BootstrapRefusedError otherwise.
+      guard = await BootstrapGuard.open({ groupId: options.groupId, memberId: options.memberId, dataDir: options.dataDir, peerService, logger });
+      await guard.check({
+        peers: options.peers,
+        join: options.join,
+        credentials: channelCredentials(options.tls),
+        timeoutMs: options.bootstrapCheckTimeoutMs,
+        force: options.forceBootstrap,
+      });
+    }
+    const started = createGroup(options, address, stateMachine, peerService, logger);
+    group = started;
+    await started.start();
+    guard?.running(() => started.status());
   } catch (error) {
+    await guard?.close();
     peerService?.close();
     await server.shutdown();
     throw error;
@@ -108,6 +124,7 @@ async function startServing(options: ShardOptions, logger: Logger, metricsServer
           peerService?.close();
           await server.shutdown();
           await group.stop();
+          await guard?.close();
         } finally {
           // Last, so a scrape during the drain still sees this replica.
           await metricsServer?.close();

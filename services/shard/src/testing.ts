@@ -27,6 +27,8 @@ export function testShardOptions(fields: Pick<ShardOptions, 'dataDir' | 'engine'
   const memberId = fields.memberId ?? 'g1-0';
   return {
     join: false,
+    bootstrapCheckTimeoutMs: 5_000,
+    forceBootstrap: false,
     advertisedAddress: fields.peers?.[memberId] ?? '',
     groupId: 'g1',
     memberId: 'g1-0',

@@ -1,7 +1,8 @@
 // The server side of concord.v1.Consensus: one per process, shared by every consensus group the
 // process hosts. Incoming messages are dispatched by group id to the registered group's transport,
 // which hands them to the group's event loop; snapshot chunks are assembled here first, so a group
-// only ever sees whole snapshots.
+// only ever sees whole snapshots. Probe answers what this process knows of a group, for a member
+// about to bootstrap an empty data dir (bootstrap-guard.ts).
 
 import { status, type sendUnaryData, type ServerReadableStream } from '@grpc/grpc-js';
 import {
@@ -9,6 +10,9 @@ import {
   type ConsensusServer,
   type InstallSnapshotRequest,
   type InstallSnapshotResponse,
+  ProbeGroupState,
+  type ProbeRequest,
+  type ProbeResponse,
   type SendRequest,
   type SendResponse,
 } from '@concord/proto/consensus';
@@ -40,6 +44,18 @@ interface Registration {
   inbound: RaftInbound;
 }
 
+/**
+ * What Probe says about one group, and who it hears from: attached by the process's startup code
+ * (BootstrapGuard) before the group starts, so a peer asking while this member recovers gets an
+ * answer too.
+ */
+export interface ProbeSubject {
+  /** The answer for `askingMember`. */
+  answer(askingMember: NodeId): ProbeResponse;
+  /** A consensus message or snapshot of the group from `from` reached this member. Must not block. */
+  heard(from: NodeId): void;
+}
+
 /** Answers a client-streaming call exactly once. */
 function once<Res>(callback: sendUnaryData<Res>): sendUnaryData<Res> {
   let answered = false;
@@ -52,6 +68,7 @@ function once<Res>(callback: sendUnaryData<Res>): sendUnaryData<Res> {
 
 export class ConsensusPeerService {
   private readonly groups = new Map<string, Registration>();
+  private readonly probeSubjects = new Map<string, ProbeSubject>();
   /** Open Send streams, answered (closed) by close(). */
   private readonly openStreams = new Set<() => void>();
   private readonly logger: Logger;
@@ -76,11 +93,21 @@ export class ConsensusPeerService {
     };
   }
 
+  /** Makes Probe answer for `groupId` from `subject`; returns the detach function. */
+  attachProbeSubject(groupId: string, subject: ProbeSubject): () => void {
+    if (this.probeSubjects.has(groupId)) throw new Error(`consensus group ${groupId} already has a probe subject on this peer service`);
+    this.probeSubjects.set(groupId, subject);
+    return () => {
+      if (this.probeSubjects.get(groupId) === subject) this.probeSubjects.delete(groupId);
+    };
+  }
+
   /** What ConcordServer.start takes to serve this service. */
   binding(): ServiceBinding {
     const implementation: ConsensusServer = {
       send: (call, callback) => this.handleSend(call, callback),
       installSnapshot: (call, callback) => this.handleInstallSnapshot(call, callback),
+      probe: (call, callback) => callback(null, this.probe(call.request)),
     };
     return { name: CONSENSUS_SERVICE_NAME, definition: ConsensusService, implementation };
   }
@@ -131,7 +158,24 @@ export class ConsensusPeerService {
       this.logger.debug({ group_id: request.groupId, to: message.to, member_id: registration.memberId }, 'dropping a message for another member');
       return;
     }
+    this.probeSubjects.get(request.groupId)?.heard(message.from);
     registration.inbound.receive(message, senderAddress);
+  }
+
+  private probe(request: ProbeRequest): ProbeResponse {
+    const subject = this.probeSubjects.get(request.groupId);
+    if (subject !== undefined) return subject.answer(request.memberId);
+    return {
+      state: ProbeGroupState.PROBE_GROUP_STATE_ABSENT,
+      memberId: this.groups.get(request.groupId)?.memberId ?? '',
+      term: 0,
+      commitIndex: 0,
+      appliedIndex: 0,
+      snapshotIndex: 0,
+      voters: [],
+      learners: [],
+      heardFromMember: false,
+    };
   }
 
   private handleInstallSnapshot(
@@ -207,6 +251,7 @@ export class ConsensusPeerService {
     if (stored.meta.index !== meta.index || stored.meta.term !== meta.term || !sameMembers(stored.meta.membership, meta.membership)) {
       throw new ServiceError(status.INVALID_ARGUMENT, 'snapshot payload does not match the index, term and membership of its first chunk');
     }
+    this.probeSubjects.get(header.groupId)?.heard(header.from);
     return registration.inbound.receiveSnapshot({ from: header.from, to: header.to, term: header.term, meta, data });
   }
 }

@@ -11,8 +11,10 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientUnaryCall,
   type ClientWritableStream,
   type handleClientStreamingCall,
+  type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
   type ServiceError,
@@ -170,6 +172,62 @@ export function raftMessageTypeToJSON(object: RaftMessageType): string {
   }
 }
 
+/** Where the answering process stands with the group. */
+export enum ProbeGroupState {
+  PROBE_GROUP_STATE_UNSPECIFIED = 0,
+  /** PROBE_GROUP_STATE_ABSENT - It does not host the group, or has not started it yet. */
+  PROBE_GROUP_STATE_ABSENT = 1,
+  /** PROBE_GROUP_STATE_BOOTSTRAPPING - Its data dir for the group is empty, and it is itself asking its peers before it bootstraps. */
+  PROBE_GROUP_STATE_BOOTSTRAPPING = 2,
+  /** PROBE_GROUP_STATE_RECOVERING - It is recovering the group from a data dir that holds Raft state. */
+  PROBE_GROUP_STATE_RECOVERING = 3,
+  /** PROBE_GROUP_STATE_RUNNING - The group runs: term, indexes and membership are its own. */
+  PROBE_GROUP_STATE_RUNNING = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function probeGroupStateFromJSON(object: any): ProbeGroupState {
+  switch (object) {
+    case 0:
+    case "PROBE_GROUP_STATE_UNSPECIFIED":
+      return ProbeGroupState.PROBE_GROUP_STATE_UNSPECIFIED;
+    case 1:
+    case "PROBE_GROUP_STATE_ABSENT":
+      return ProbeGroupState.PROBE_GROUP_STATE_ABSENT;
+    case 2:
+    case "PROBE_GROUP_STATE_BOOTSTRAPPING":
+      return ProbeGroupState.PROBE_GROUP_STATE_BOOTSTRAPPING;
+    case 3:
+    case "PROBE_GROUP_STATE_RECOVERING":
+      return ProbeGroupState.PROBE_GROUP_STATE_RECOVERING;
+    case 4:
+    case "PROBE_GROUP_STATE_RUNNING":
+      return ProbeGroupState.PROBE_GROUP_STATE_RUNNING;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ProbeGroupState.UNRECOGNIZED;
+  }
+}
+
+export function probeGroupStateToJSON(object: ProbeGroupState): string {
+  switch (object) {
+    case ProbeGroupState.PROBE_GROUP_STATE_UNSPECIFIED:
+      return "PROBE_GROUP_STATE_UNSPECIFIED";
+    case ProbeGroupState.PROBE_GROUP_STATE_ABSENT:
+      return "PROBE_GROUP_STATE_ABSENT";
+    case ProbeGroupState.PROBE_GROUP_STATE_BOOTSTRAPPING:
+      return "PROBE_GROUP_STATE_BOOTSTRAPPING";
+    case ProbeGroupState.PROBE_GROUP_STATE_RECOVERING:
+      return "PROBE_GROUP_STATE_RECOVERING";
+    case ProbeGroupState.PROBE_GROUP_STATE_RUNNING:
+      return "PROBE_GROUP_STATE_RUNNING";
+    case ProbeGroupState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** One replicated log entry. */
 export interface Entry {
   term: number;
@@ -225,6 +283,30 @@ export interface InstallSnapshotRequest {
 
 export interface InstallSnapshotResponse {
   term: number;
+}
+
+export interface ProbeRequest {
+  groupId: string;
+  /** The member that asks; the answer says whether this process has heard from it. */
+  memberId: string;
+}
+
+export interface ProbeResponse {
+  state: ProbeGroupState;
+  /** The answering member's id in the group (empty when ABSENT). */
+  memberId: string;
+  term: number;
+  commitIndex: number;
+  appliedIndex: number;
+  snapshotIndex: number;
+  /** Its view of the group's membership (RUNNING only). */
+  voters: string[];
+  learners: string[];
+  /**
+   * Whether it has received consensus messages of this group from the asking member while that
+   * member belonged to the group: recorded in its data dir, so it survives its own restarts.
+   */
+  heardFromMember: boolean;
 }
 
 function createBaseEntry(): Entry {
@@ -1052,6 +1134,330 @@ export const InstallSnapshotResponse: MessageFns<InstallSnapshotResponse> = {
   },
 };
 
+function createBaseProbeRequest(): ProbeRequest {
+  return { groupId: "", memberId: "" };
+}
+
+export const ProbeRequest: MessageFns<ProbeRequest> = {
+  encode(message: ProbeRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    if (message.memberId !== "") {
+      writer.uint32(18).string(message.memberId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProbeRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProbeRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.memberId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProbeRequest {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      memberId: isSet(object.memberId)
+        ? globalThis.String(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.String(object.member_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ProbeRequest): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.memberId !== "") {
+      obj.memberId = message.memberId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProbeRequest>, I>>(base?: I): ProbeRequest {
+    return ProbeRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProbeRequest>, I>>(object: I): ProbeRequest {
+    const message = createBaseProbeRequest();
+    message.groupId = object.groupId ?? "";
+    message.memberId = object.memberId ?? "";
+    return message;
+  },
+};
+
+function createBaseProbeResponse(): ProbeResponse {
+  return {
+    state: 0,
+    memberId: "",
+    term: 0,
+    commitIndex: 0,
+    appliedIndex: 0,
+    snapshotIndex: 0,
+    voters: [],
+    learners: [],
+    heardFromMember: false,
+  };
+}
+
+export const ProbeResponse: MessageFns<ProbeResponse> = {
+  encode(message: ProbeResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.state !== 0) {
+      writer.uint32(8).int32(message.state);
+    }
+    if (message.memberId !== "") {
+      writer.uint32(18).string(message.memberId);
+    }
+    if (message.term !== 0) {
+      writer.uint32(24).uint64(message.term);
+    }
+    if (message.commitIndex !== 0) {
+      writer.uint32(32).uint64(message.commitIndex);
+    }
+    if (message.appliedIndex !== 0) {
+      writer.uint32(40).uint64(message.appliedIndex);
+    }
+    if (message.snapshotIndex !== 0) {
+      writer.uint32(48).uint64(message.snapshotIndex);
+    }
+    for (const v of message.voters) {
+      writer.uint32(58).string(v!);
+    }
+    for (const v of message.learners) {
+      writer.uint32(66).string(v!);
+    }
+    if (message.heardFromMember !== false) {
+      writer.uint32(72).bool(message.heardFromMember);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ProbeResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseProbeResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.memberId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.term = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.commitIndex = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.appliedIndex = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.snapshotIndex = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.voters.push(reader.string());
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.learners.push(reader.string());
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.heardFromMember = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ProbeResponse {
+    return {
+      state: isSet(object.state) ? probeGroupStateFromJSON(object.state) : 0,
+      memberId: isSet(object.memberId)
+        ? globalThis.String(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.String(object.member_id)
+        : "",
+      term: isSet(object.term) ? globalThis.Number(object.term) : 0,
+      commitIndex: isSet(object.commitIndex)
+        ? globalThis.Number(object.commitIndex)
+        : isSet(object.commit_index)
+        ? globalThis.Number(object.commit_index)
+        : 0,
+      appliedIndex: isSet(object.appliedIndex)
+        ? globalThis.Number(object.appliedIndex)
+        : isSet(object.applied_index)
+        ? globalThis.Number(object.applied_index)
+        : 0,
+      snapshotIndex: isSet(object.snapshotIndex)
+        ? globalThis.Number(object.snapshotIndex)
+        : isSet(object.snapshot_index)
+        ? globalThis.Number(object.snapshot_index)
+        : 0,
+      voters: globalThis.Array.isArray(object?.voters)
+        ? object.voters.map((e: any) => globalThis.String(e))
+        : [],
+      learners: globalThis.Array.isArray(object?.learners)
+        ? object.learners.map((e: any) => globalThis.String(e))
+        : [],
+      heardFromMember: isSet(object.heardFromMember)
+        ? globalThis.Boolean(object.heardFromMember)
+        : isSet(object.heard_from_member)
+        ? globalThis.Boolean(object.heard_from_member)
+        : false,
+    };
+  },
+
+  toJSON(message: ProbeResponse): unknown {
+    const obj: any = {};
+    if (message.state !== 0) {
+      obj.state = probeGroupStateToJSON(message.state);
+    }
+    if (message.memberId !== "") {
+      obj.memberId = message.memberId;
+    }
+    if (message.term !== 0) {
+      obj.term = Math.round(message.term);
+    }
+    if (message.commitIndex !== 0) {
+      obj.commitIndex = Math.round(message.commitIndex);
+    }
+    if (message.appliedIndex !== 0) {
+      obj.appliedIndex = Math.round(message.appliedIndex);
+    }
+    if (message.snapshotIndex !== 0) {
+      obj.snapshotIndex = Math.round(message.snapshotIndex);
+    }
+    if (message.voters?.length) {
+      obj.voters = message.voters;
+    }
+    if (message.learners?.length) {
+      obj.learners = message.learners;
+    }
+    if (message.heardFromMember !== false) {
+      obj.heardFromMember = message.heardFromMember;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ProbeResponse>, I>>(base?: I): ProbeResponse {
+    return ProbeResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ProbeResponse>, I>>(object: I): ProbeResponse {
+    const message = createBaseProbeResponse();
+    message.state = object.state ?? 0;
+    message.memberId = object.memberId ?? "";
+    message.term = object.term ?? 0;
+    message.commitIndex = object.commitIndex ?? 0;
+    message.appliedIndex = object.appliedIndex ?? 0;
+    message.snapshotIndex = object.snapshotIndex ?? 0;
+    message.voters = object.voters?.map((e) => e) || [];
+    message.learners = object.learners?.map((e) => e) || [];
+    message.heardFromMember = object.heardFromMember ?? false;
+    return message;
+  },
+};
+
 /**
  * The peer service of consensus groups (internal). Replicas of one group send each other consensus
  * messages over it; the receiving driver feeds them to its core one at a time.
@@ -1080,6 +1486,20 @@ export const ConsensusService = {
       Buffer.from(InstallSnapshotResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): InstallSnapshotResponse => InstallSnapshotResponse.decode(value),
   },
+  /**
+   * What this process knows of one consensus group it hosts. A member about to bootstrap an empty
+   * data dir from --peers asks its peers first: one that has heard from it before means it lost
+   * its data, and it must not start as if it were new (it would forget its votes and its log).
+   */
+  probe: {
+    path: "/concord.v1.Consensus/Probe" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ProbeRequest): Buffer => Buffer.from(ProbeRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ProbeRequest => ProbeRequest.decode(value),
+    responseSerialize: (value: ProbeResponse): Buffer => Buffer.from(ProbeResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ProbeResponse => ProbeResponse.decode(value),
+  },
 } as const;
 
 export interface ConsensusServer extends UntypedServiceImplementation {
@@ -1087,6 +1507,12 @@ export interface ConsensusServer extends UntypedServiceImplementation {
   send: handleClientStreamingCall<SendRequest, SendResponse>;
   /** A snapshot streamed in chunks to a follower that fell behind the leader's compacted log. */
   installSnapshot: handleClientStreamingCall<InstallSnapshotRequest, InstallSnapshotResponse>;
+  /**
+   * What this process knows of one consensus group it hosts. A member about to bootstrap an empty
+   * data dir from --peers asks its peers first: one that has heard from it before means it lost
+   * its data, and it must not start as if it were new (it would forget its votes and its log).
+   */
+  probe: handleUnaryCall<ProbeRequest, ProbeResponse>;
 }
 
 export interface ConsensusClient extends Client {
@@ -1122,6 +1548,26 @@ export interface ConsensusClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: InstallSnapshotResponse) => void,
   ): ClientWritableStream<InstallSnapshotRequest>;
+  /**
+   * What this process knows of one consensus group it hosts. A member about to bootstrap an empty
+   * data dir from --peers asks its peers first: one that has heard from it before means it lost
+   * its data, and it must not start as if it were new (it would forget its votes and its log).
+   */
+  probe(
+    request: ProbeRequest,
+    callback: (error: ServiceError | null, response: ProbeResponse) => void,
+  ): ClientUnaryCall;
+  probe(
+    request: ProbeRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ProbeResponse) => void,
+  ): ClientUnaryCall;
+  probe(
+    request: ProbeRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ProbeResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const ConsensusClient = makeGenericClientConstructor(ConsensusService, "concord.v1.Consensus") as unknown as {
