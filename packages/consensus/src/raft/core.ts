@@ -14,6 +14,9 @@
 //          snapshot acknowledgements (messages.ts says why each must wait).
 //       3. if rd.snapshot: restore the state machine from the snapshot data; then apply
 //          rd.committedEntries in order (they may include entries of rd.entries, now durable).
+//          Committed entries already durable before this Ready (index below rd.entries[0] and
+//          not beyond the stored log) may be applied before or during step 1, when there is no
+//          rd.snapshot; so may rd.readStates be delivered.
 //       4. deliver rd.readStates: a read is linearizable once applied ≥ readState.index.
 //       5. advance()
 //   ready() may not be called again before advance() (hasReady() is false meanwhile). Events may
@@ -55,6 +58,7 @@ import {
   membershipChangeProblem,
 } from './membership.js';
 import { TRANSFER_CONTEXT, isLeaderMessage, isTransferContext, mustWaitForPersist, newMessage, type MessageFields } from './messages.js';
+import { NO_MUTATIONS, type RaftCoreMutations } from './mutations.js';
 import { Progress } from './progress.js';
 import { committedIndex, hasQuorum, quorumSize, voteResult } from './quorum.js';
 import { ReadIndexQueue, type ReadRequest } from './read-only.js';
@@ -91,6 +95,8 @@ const EMPTY = new Uint8Array(0);
 export class RaftCore {
   readonly id: NodeId;
   private readonly options: NormalizedOptions;
+  /** Deliberate bugs for mutation tests only (mutations.ts); none in any other use. */
+  private readonly mutations: RaftCoreMutations;
 
   // Persistent state (Figure 2), mirrored to Ready.hardState.
   private term: number;
@@ -136,8 +142,9 @@ export class RaftCore {
   private prevHardState: HardState;
   private accepted: AcceptedReady | undefined;
 
-  constructor(config: RaftCoreOptions, restored: RaftRestoredState) {
+  constructor(config: RaftCoreOptions, restored: RaftRestoredState, mutations: RaftCoreMutations = NO_MUTATIONS) {
     this.options = normalizeOptions(config);
+    this.mutations = mutations;
     this.id = config.id;
     const { hardState, snapshot, entries } = restored;
     this.log = new RaftLog(snapshot, entries, hardState.commit, restored.applied);
@@ -218,6 +225,21 @@ export class RaftCore {
 
   /** Proposes a one-server membership change; rejected while another is pending or before the leader's no-op commits. */
   proposeMembershipChange(change: MembershipChange): ProposeResult {
+    const refused = this.membershipChangeRefusal(change);
+    if (refused !== undefined) return refused;
+    const membership = applyMembershipChange(this.configs.current(), change);
+    const entry = this.appendEntry('conf_change', encodeConfChange({ change, membership }));
+    // The new configuration counts from now on; a smaller one may already hold a majority.
+    if (this.maybeCommit()) this.onCommitAdvanced();
+    return { kind: 'accepted', index: entry.index, term: entry.term };
+  }
+
+  /**
+   * Why proposeMembershipChange(change) would be refused right now (not_leader or dropped), or
+   * undefined if it would be accepted. Changes nothing: for a driver that must do something only
+   * when the change will be proposed (write the new member's address first, say).
+   */
+  membershipChangeRefusal(change: MembershipChange): Exclude<ProposeResult, { kind: 'accepted' }> | undefined {
     if (this.role !== 'leader') return { kind: 'not_leader', leaderId: this.leaderId };
     const refusal = this.proposalRefusal();
     if (refusal !== undefined) return { kind: 'dropped', reason: refusal };
@@ -238,11 +260,7 @@ export class RaftCore {
         return { kind: 'dropped', reason: `${change.node} has not caught up (match ${match} < commit ${this.log.committed})` };
       }
     }
-    const membership = applyMembershipChange(current, change);
-    const entry = this.appendEntry('conf_change', encodeConfChange({ change, membership }));
-    // The new configuration counts from now on; a smaller one may already hold a majority.
-    if (this.maybeCommit()) this.onCommitAdvanced();
-    return { kind: 'accepted', index: entry.index, term: entry.term };
+    return undefined;
   }
 
   /** Requests a ReadIndex round (thesis §6.4); a ReadState with the same context appears in a later Ready. */
@@ -951,7 +969,8 @@ export class RaftCore {
   /** §5.3/§5.4.2: commit the highest index a majority holds, if it is of the current term. */
   private maybeCommit(): boolean {
     const index = committedIndex(this.configs.current().voters, (id) => this.progress.get(id)?.match ?? 0);
-    if (index <= this.log.committed || this.log.term(index) !== this.term) return false;
+    if (index <= this.log.committed) return false;
+    if (this.log.term(index) !== this.term && this.mutations.commitEarlierTermByCounting !== true) return false;
     this.log.commitTo(index);
     return true;
   }
@@ -1016,7 +1035,8 @@ export class RaftCore {
       .sort((a, b) => b - a);
     const start = sendTicks[quorumSize(voters.length) - 1] ?? -1;
     if (start < 0) return false;
-    return this.clock - start < this.options.electionTicks - this.options.leaseSafetyMarginTicks;
+    const margin = this.mutations.leaseIgnoresClockDrift === true ? 1 : this.options.leaseSafetyMarginTicks;
+    return this.clock - start < this.options.electionTicks - margin;
   }
 
   private respondToRead(request: ReadRequest): void {

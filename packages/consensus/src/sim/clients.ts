@@ -14,6 +14,7 @@
 // and term it was proposed at, against the entry it applies (server.ts).
 import type { HistoryRecorder, KvInput, KvOutput, OperationId } from '@concord/lincheck';
 import type { NodeId } from '../raft/types.js';
+import type { ProbeOutcome } from './nemesis.js';
 import type { ClientReply, ClientRequest } from './network.js';
 import type { SimRng } from './rng.js';
 
@@ -35,6 +36,8 @@ export interface ClientSettings {
 
 export interface ClientWorld {
   readonly now: number;
+  /** While set, clients put off their next write (a nemesis wants the logs to stand still). */
+  readonly writesHeld?: boolean;
   serverIds(): readonly NodeId[];
   sendRequest(from: string, to: NodeId, request: ClientRequest): void;
 }
@@ -60,6 +63,8 @@ export class SimClient {
   private nextAt: number;
   private requests = 0;
   private values = 0;
+  /** A write drawn while writes were held, sent once they are not. */
+  private deferred: KvInput | undefined;
   /** The latest version this client saw per key (0: absent), for its compare-and-sets. */
   private readonly versions = new Map<string, number>();
   readonly stats: ClientStats = { invoked: 0, ok: 0, unknown: 0, discarded: 0 };
@@ -82,6 +87,11 @@ export class SimClient {
     return this.inflight !== undefined;
   }
 
+  /** Whether a write of this client is in flight. */
+  get writing(): boolean {
+    return this.inflight !== undefined && this.inflight.input.op !== 'get';
+  }
+
   tick(world: ClientWorld): void {
     const now = world.now;
     const current = this.inflight;
@@ -94,7 +104,12 @@ export class SimClient {
       this.nextAt = now;
     }
     if (now < this.nextAt || (this.script !== undefined && this.succeeded)) return;
-    const input = this.script !== undefined ? this.script() : this.nextInput();
+    const input = this.deferred ?? (this.script !== undefined ? this.script() : this.nextInput());
+    this.deferred = undefined;
+    if (world.writesHeld === true && input.op !== 'get' && this.script === undefined) {
+      this.deferred = input;
+      return;
+    }
     const servers = world.serverIds();
     const hint = this.leaderHint !== undefined && servers.includes(this.leaderHint) ? this.leaderHint : undefined;
     const target = hint === undefined || this.rng.chance(this.settings.wanderRate) ? this.rng.pick(servers) : hint;
@@ -161,5 +176,68 @@ export class SimClient {
         this.versions.set(input.key, out.ok === true ? 0 : (out.version ?? 0));
         break;
     }
+  }
+}
+
+/**
+ * A client a nemesis steers (stale-lease.ts): one operation at a time, sent to the server the
+ * nemesis names, recorded in the same history as every other client's. Its outcome is what the
+ * nemesis waits for before its next move.
+ */
+export class ProbeClient {
+  readonly id = 'probe';
+  readonly stats: ClientStats = { invoked: 0, ok: 0, unknown: 0, discarded: 0 };
+  outcome: ProbeOutcome = { kind: 'failed', at: 0 };
+  private inflight: { op: OperationId; request: number; deadline: number } | undefined;
+  private requests = 0;
+
+  constructor(
+    private readonly recorder: KvRecorder,
+    private readonly timeoutTicks: number,
+  ) {}
+
+  start(world: ClientWorld, target: NodeId, input: KvInput): void {
+    if (this.inflight !== undefined) this.giveUp(world.now);
+    const request = ++this.requests;
+    const op = this.recorder.invoke(this.id, input);
+    this.stats.invoked++;
+    this.inflight = { op, request, deadline: world.now + this.timeoutTicks };
+    this.outcome = { kind: 'pending' };
+    world.sendRequest(this.id, target, { client: this.id, request, input });
+  }
+
+  tick(world: ClientWorld): void {
+    if (this.inflight !== undefined && world.now >= this.inflight.deadline) this.giveUp(world.now);
+  }
+
+  onReply(reply: ClientReply, now: number): void {
+    const current = this.inflight;
+    if (current === undefined || reply.request !== current.request) return;
+    this.inflight = undefined;
+    switch (reply.kind) {
+      case 'ok':
+        this.recorder.ok(current.op, reply.output);
+        this.stats.ok++;
+        this.outcome = { kind: 'ok', output: reply.output, at: now };
+        return;
+      case 'rejected':
+        this.recorder.discard(current.op);
+        this.stats.discarded++;
+        this.outcome = { kind: 'failed', at: now };
+        return;
+      case 'lost':
+        this.recorder.unknown(current.op);
+        this.stats.unknown++;
+        this.outcome = { kind: 'failed', at: now };
+        return;
+    }
+  }
+
+  private giveUp(now: number): void {
+    if (this.inflight === undefined) return;
+    this.recorder.unknown(this.inflight.op);
+    this.stats.unknown++;
+    this.inflight = undefined;
+    this.outcome = { kind: 'failed', at: now };
   }
 }

@@ -2,16 +2,30 @@
 //
 //   --seed N        run seed N (prints its setup, statistics and digest)
 //   --seeds A..B    run seeds A to B inclusive (or --seeds K for 1..K)
-//   --ticks N       ticks of the safety phase (default DEFAULT_SAFETY_TICKS)
+//   --ticks N       steps of the safety phase (default DEFAULT_SAFETY_TICKS; a step is a tick but in
+//                   stale-lease seeds, which run 8 times as many steps of 1/40 tick)
 //   --jobs J        run seeds on J worker threads (results do not depend on it)
 //   --verbose       print every event of the run (with --seed)
+//   --scenario S    run scenario S (random, figure-8, stale-lease) on every seed instead of the one
+//                   each seed draws
+//   --mutant M      run a deliberately broken core (raft/mutations.ts), to see how many seeds it
+//                   takes to catch: commit-earlier-term (§5.4.2, Figure 8) or lease-ignores-drift
+//                   (§6.4.1); a failing seed replays with the same --mutant
 //
 // A failing seed prints `SEED=<n> git=<sha>`, the failing check, its message and the last events
 // before it; the exit code is then 1. The last line summarizes: seeds passed, operations checked,
 // histories the linearizability checker could not decide within its budget, and the time taken.
 import { execFileSync } from 'node:child_process';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
-import { DEFAULT_SAFETY_TICKS, runSimulation, type SimulationResult, type SimulationStats } from './simulator.js';
+import type { RaftCoreMutations } from '../raft/mutations.js';
+import { SCENARIOS, type ScenarioName } from './nemesis.js';
+import { DEFAULT_SAFETY_TICKS, runSimulation, type SimulationOptions, type SimulationResult, type SimulationStats } from './simulator.js';
+
+/** The deliberate bugs --mutant can switch on, by name. */
+const MUTANTS: Readonly<Record<string, RaftCoreMutations>> = {
+  'commit-earlier-term': { commitEarlierTermByCounting: true },
+  'lease-ignores-drift': { leaseIgnoresClockDrift: true },
+};
 
 interface Args {
   first: number;
@@ -20,6 +34,26 @@ interface Args {
   ticks: number;
   jobs: number;
   verbose: boolean;
+  scenario: ScenarioName | undefined;
+  mutant: string | undefined;
+}
+
+/** What a worker needs to run a seed as the main thread would. */
+interface RunSettings {
+  ticks: number;
+  scenario: ScenarioName | undefined;
+  mutant: string | undefined;
+}
+
+function simulationOptions(seed: number, settings: RunSettings): SimulationOptions {
+  const options: SimulationOptions = { seed, ticks: settings.ticks };
+  if (settings.scenario !== undefined) options.scenario = settings.scenario;
+  if (settings.mutant !== undefined) {
+    const mutations = MUTANTS[settings.mutant];
+    if (mutations === undefined) throw new Error(`sim: unknown mutant ${settings.mutant}`);
+    options.mutations = mutations;
+  }
+  return options;
 }
 
 /** Failures printed in full; later ones get one line each. */
@@ -27,7 +61,9 @@ const DETAILED_FAILURES = 3;
 const LISTED_FAILURES = 50;
 
 function usage(problem: string): never {
-  console.error(`sim: ${problem}\nusage: sim --seed N | --seeds A..B [--ticks N] [--jobs J] [--verbose]`);
+  console.error(
+    `sim: ${problem}\nusage: sim --seed N | --seeds A..B [--ticks N] [--jobs J] [--verbose] [--scenario S] [--mutant M]`,
+  );
   process.exit(2);
 }
 
@@ -38,7 +74,16 @@ function positiveInteger(text: string | undefined, flag: string): number {
 }
 
 export function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { first: 1, last: 1, single: true, ticks: DEFAULT_SAFETY_TICKS, jobs: 1, verbose: false };
+  const args: Args = {
+    first: 1,
+    last: 1,
+    single: true,
+    ticks: DEFAULT_SAFETY_TICKS,
+    jobs: 1,
+    verbose: false,
+    scenario: undefined,
+    mutant: undefined,
+  };
   let chosen = false;
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -70,6 +115,20 @@ export function parseArgs(argv: readonly string[]): Args {
       case '--verbose':
         args.verbose = true;
         break;
+      case '--scenario': {
+        const name = value();
+        if (!SCENARIOS.includes(name as ScenarioName)) usage(`--scenario needs one of ${SCENARIOS.join(', ')}, got ${String(name)}`);
+        args.scenario = name as ScenarioName;
+        break;
+      }
+      case '--mutant': {
+        const name = value();
+        if (name === undefined || MUTANTS[name] === undefined) {
+          usage(`--mutant needs one of ${Object.keys(MUTANTS).join(', ')}, got ${String(name)}`);
+        }
+        args.mutant = name;
+        break;
+      }
       default:
         usage(`unknown argument ${String(flag)}`);
     }
@@ -86,14 +145,23 @@ function gitSha(): string {
   }
 }
 
-function printFailure(result: SimulationResult, sha: string, ticks: number): void {
+/** The flags that make `--seed N` replay a seed of this run. */
+function replayFlags(args: Args): string {
+  let flags = '';
+  if (args.ticks !== DEFAULT_SAFETY_TICKS) flags += ` --ticks ${args.ticks}`;
+  if (args.scenario !== undefined) flags += ` --scenario ${args.scenario}`;
+  if (args.mutant !== undefined) flags += ` --mutant ${args.mutant}`;
+  return flags;
+}
+
+function printFailure(result: SimulationResult, sha: string, args: Args): void {
   const f = result.failure;
   if (f === undefined) return;
   console.log(`SEED=${result.seed} git=${sha}`);
-  console.log(`  failed: ${f.check} (${f.phase} phase, tick ${f.tick})`);
+  console.log(`  failed: ${f.check} (${f.phase} phase, ${result.stepsPerTick > 1 ? 'step' : 'tick'} ${f.tick})`);
   for (const line of f.message.split('\n')) console.log(`  ${line}`);
   console.log(`  setup: ${result.setup}`);
-  console.log(`  replay: npm run sim -- --seed ${result.seed}${ticks !== DEFAULT_SAFETY_TICKS ? ` --ticks ${ticks}` : ''} --verbose`);
+  console.log(`  replay: npm run sim -- --seed ${result.seed}${replayFlags(args)} --verbose`);
   console.log(`  last ${f.trace.length} events:`);
   for (const line of f.trace) console.log(`    ${line}`);
 }
@@ -101,11 +169,12 @@ function printFailure(result: SimulationResult, sha: string, ticks: number): voi
 function describeStats(r: SimulationResult): string {
   const s = r.stats;
   return (
-    `${r.ticks} ticks, ${s.events} events, ${s.elections} leaders, ${s.committed} entries committed, ` +
+    `${r.ticks} ${r.stepsPerTick > 1 ? 'steps' : 'ticks'}, ${s.events} events, ${s.elections} leaders, ${s.committed} entries committed, ` +
     `${s.crashes} crashes (${s.tornRecordsDropped} torn records dropped, ${s.unsyncedRecordsKept} unsynced kept), ` +
     `${s.partitions} partitions, ${s.membershipChanges} membership changes, ${s.compactions} compactions, ` +
     `${s.snapshotsInstalled} snapshots installed; ops ok=${s.opsOk} unknown=${s.opsUnknown} discarded=${s.opsDiscarded}; ` +
-    `liveness in ${s.livenessTicks} ticks; linearizability ${r.linearizability} over ${r.operations} ops`
+    `liveness in ${s.livenessTicks} ticks; linearizability ${r.linearizability} over ${r.operations} ops` +
+    (r.scenario === 'random' ? '' : `; ${r.scenario} rounds ${s.nemesisRounds} (${s.nemesisStrikes} struck, ${s.nemesisAbandoned} given up)`)
   );
 }
 
@@ -113,8 +182,9 @@ function describeStats(r: SimulationResult): string {
 async function runSeeds(args: Args, onResult: (r: SimulationResult) => void): Promise<void> {
   const seeds = Array.from({ length: args.last - args.first + 1 }, (_, i) => args.first + i);
   const jobs = Math.min(args.jobs, seeds.length);
+  const settings: RunSettings = { ticks: args.ticks, scenario: args.scenario, mutant: args.mutant };
   if (jobs <= 1) {
-    for (const seed of seeds) onResult(runSimulation({ seed, ticks: args.ticks }));
+    for (const seed of seeds) onResult(runSimulation(simulationOptions(seed, settings)));
     return;
   }
   let next = 0;
@@ -123,7 +193,7 @@ async function runSeeds(args: Args, onResult: (r: SimulationResult) => void): Pr
       { length: jobs },
       () =>
         new Promise<void>((resolve, reject) => {
-          const worker = new Worker(new URL(import.meta.url), { workerData: { ticks: args.ticks } });
+          const worker = new Worker(new URL(import.meta.url), { workerData: settings });
           const feed = (): void => {
             const seed = seeds[next++];
             if (seed === undefined) void worker.terminate().then(() => resolve());
@@ -146,11 +216,11 @@ async function main(): Promise<void> {
   const started = performance.now();
   if (args.single) {
     const verbose = args.verbose ? { verbose: (line: string) => console.log(line) } : {};
-    const result = runSimulation({ seed: args.first, ticks: args.ticks, ...verbose });
+    const result = runSimulation({ ...simulationOptions(args.first, args), ...verbose });
     console.log(`SEED=${result.seed} ${result.passed ? 'passed' : 'FAILED'}: ${result.setup}`);
     console.log(`  ${describeStats(result)}`);
     console.log(`  digest ${result.digest}`);
-    if (!result.passed) printFailure(result, sha, args.ticks);
+    if (!result.passed) printFailure(result, sha, args);
     if (result.linearizability === 'unknown') console.log('  warning: the linearizability check ran out of budget (unknown, not a pass)');
     const seconds = (performance.now() - started) / 1000;
     console.log(`sim: ${result.passed ? 1 : 0}/1 seeds passed, ${result.operations} operations checked, ${seconds.toFixed(1)} s`);
@@ -163,6 +233,7 @@ async function main(): Promise<void> {
   let operations = 0;
   const undecided: number[] = [];
   const failed: number[] = [];
+  const byScenario = new Map<string, { seeds: number; failed: number }>();
   const totals = new Map<keyof SimulationStats, number>();
   const progressEvery = total >= 1000 ? 1000 : 0;
   await runSeeds(args, (result) => {
@@ -172,10 +243,14 @@ async function main(): Promise<void> {
       totals.set(key, (totals.get(key) ?? 0) + value);
     }
     if (result.linearizability === 'unknown') undecided.push(result.seed);
+    const scenario = byScenario.get(result.scenario) ?? { seeds: 0, failed: 0 };
+    byScenario.set(result.scenario, scenario);
+    scenario.seeds++;
+    if (!result.passed) scenario.failed++;
     if (result.passed) passed++;
     else {
       failed.push(result.seed);
-      if (failed.length <= DETAILED_FAILURES) printFailure(result, sha, args.ticks);
+      if (failed.length <= DETAILED_FAILURES) printFailure(result, sha, args);
       else if (failed.length <= LISTED_FAILURES) {
         console.log(`SEED=${result.seed} git=${sha} failed: ${result.failure?.check}: ${result.failure?.message.split('\n')[0]}`);
       }
@@ -193,6 +268,14 @@ async function main(): Promise<void> {
       `${t('snapshotsInstalled')} snapshots installed; ` +
       `client operations ok=${t('opsOk')} unknown=${t('opsUnknown')} discarded=${t('opsDiscarded')}`,
   );
+  const scenarios = SCENARIOS.filter((name) => byScenario.has(name)).map((name) => {
+    const { seeds, failed: failures } = byScenario.get(name) ?? { seeds: 0, failed: 0 };
+    return `${name} ${seeds}${failures > 0 ? ` (${failures} failed)` : ''}`;
+  });
+  console.log(
+    `sim: scenarios: ${scenarios.join(', ')}; nemesis rounds ${t('nemesisRounds')} (${t('nemesisStrikes')} struck, ` +
+      `${t('nemesisAbandoned')} given up)`,
+  );
   if (undecided.length > 0) {
     undecided.sort((a, b) => a - b);
     const listed = `${undecided.slice(0, 20).join(', ')}${undecided.length > 20 ? ', …' : ''}`;
@@ -204,7 +287,8 @@ async function main(): Promise<void> {
   }
   console.log(
     `sim: ${passed}/${total} seeds passed (${args.first}..${args.last}), ${operations} operations checked, ` +
-      `${undecided.length} undecided, ${seconds.toFixed(1)} s (${(total / seconds).toFixed(1)} seeds/s, jobs=${args.jobs}) git=${sha}`,
+      `${undecided.length} undecided, ${seconds.toFixed(1)} s (${(total / seconds).toFixed(1)} seeds/s, jobs=${args.jobs}) git=${sha}` +
+      (args.mutant !== undefined ? ` mutant=${args.mutant}` : ''),
   );
   process.exitCode = failed.length === 0 ? 0 : 1;
 }
@@ -215,8 +299,8 @@ if (isMainThread) {
     process.exit(1);
   });
 } else {
-  const { ticks } = workerData as { ticks: number };
+  const settings = workerData as RunSettings;
   parentPort?.on('message', (seed: number) => {
-    parentPort?.postMessage(runSimulation({ seed, ticks }));
+    parentPort?.postMessage(runSimulation(simulationOptions(seed, settings)));
   });
 }

@@ -220,6 +220,7 @@ export class SimServer {
     this.disk.write(record);
     const host = this.host;
     host.trace.event(host.now, this.id, 'ready', () => this.describeReady(rd));
+    host.checkers.onCommitted(this.id, rd.committedEntries);
     // Read index answers: the leader's own reads, and those forwarded by followers.
     for (const rs of rd.readStates) host.checkers.onReadAnswered(this.id, decoder.decode(rs.context), rs.index);
     for (const m of rd.messages) {

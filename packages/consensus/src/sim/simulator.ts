@@ -2,7 +2,7 @@
 // on 3 or 5 simulated servers, with simulated transport (network.ts), storage (storage.ts), clock
 // (ticks) and randomness (rng.ts), every choice derived from one SEED. A run is:
 //
-//   1. Safety phase (`ticks` ticks): every fault the seed's profile allows (faults.ts) — loss,
+//   1. Safety phase (`ticks` steps; stale-lease seeds run 8 times as many): every fault the seed's profile allows (faults.ts) — loss,
 //      duplication, delay and reordering, symmetric and one-way partitions, crashes that lose or
 //      tear unsynced writes, pauses, restarts, clock drift, membership changes, leadership
 //      transfers, snapshots and compaction — while clients (clients.ts) read and write a few
@@ -13,19 +13,29 @@
 //   3. The clients' history must be linearizable (@concord/lincheck, the KV model with versions).
 //      A search that runs out of budget is reported as 'unknown', never as a pass.
 //
-// Each tick: faults → deliveries due → server ticks → fsyncs due → Readies → clients. Nothing
+// A share of the seeds runs a directed schedule (a nemesis, nemesis.ts) in the safety phase instead
+// of random partitions and crashes: the Figure 8 history of §5.4.2 (figure8.ts) or a race against a
+// leader lease on a slow clock (stale-lease.ts). The world clock counts steps; a server with clock
+// rate 1 ticks once every `stepsPerTick` steps — one for most seeds, more for stale-lease seeds,
+// whose network must be much faster than a tick.
+//
+// Each step: faults → nemesis → deliveries due → server ticks → fsyncs due → Readies → clients. Nothing
 // depends on wall time or on Map/Set iteration over anything but insertion order, so a seed
 // replays exactly; the trace digest proves it (sim.test.ts).
 import { HistoryRecorder, checkLinearizable, kvModel, type KvInput, type KvOutput, type Verdict } from '@concord/lincheck';
 import { normalizeOptions } from '../raft/config.js';
 import { RaftCore, type RaftCoreOptions } from '../raft/core.js';
-import type { Membership, MembershipChange, Message, NodeId } from '../raft/types.js';
-import { CheckFailure, SafetyCheckers } from './checkers.js';
-import { SimClient, type ClientSettings, type ClientWorld, type KvRecorder } from './clients.js';
+import type { RaftCoreMutations } from '../raft/mutations.js';
+import type { Membership, MembershipChange, Message, NodeId, RaftStatus } from '../raft/types.js';
+import { CheckFailure, SafetyCheckers, type OptionalCheck } from './checkers.js';
+import { ProbeClient, SimClient, type ClientSettings, type ClientWorld, type KvRecorder } from './clients.js';
 import { FaultInjector, describeProfile, drawFaultProfile, type FaultProfile, type FaultTarget } from './faults.js';
+import { Figure8Nemesis } from './figure8.js';
+import { cutsBetween, type Nemesis, type NemesisStats, type NemesisWorld, type ScenarioName } from './nemesis.js';
 import { CALM_LINKS, SimNetwork, type ClientReply, type ClientRequest, type Packet } from './network.js';
 import { SimRng } from './rng.js';
 import { SimServer, type CoreFactory, type DriverFlaw, type ServerHost } from './server.js';
+import { StaleLeaseNemesis } from './stale-lease.js';
 import type { CrashFate } from './storage.js';
 import { DEFAULT_TRACE_TAIL, Trace } from './trace.js';
 
@@ -35,8 +45,23 @@ export const DEFAULT_SAFETY_TICKS = 3000;
 export const LIVENESS_ELECTION_TIMEOUTS = 60;
 /** Search budget of the linearizability checker, per key. */
 export const DEFAULT_LINCHECK_MAX_STEPS = 20_000_000;
-/** How often (in ticks) the stored logs are compared pairwise, on top of the incremental check. */
+/** How often (in steps) the stored logs are compared pairwise, on top of the incremental check. */
 const FULL_LOG_CHECK_EVERY = 250;
+/**
+ * Shares of the seeds that run each directed scenario (drawn from the seed's own 'scenario'
+ * stream, so the other seeds are exactly what they were before scenarios existed).
+ */
+const SCENARIO_SHARES: readonly (readonly [ScenarioName, number])[] = [
+  ['figure-8', 0.1],
+  ['stale-lease', 0.1],
+];
+/**
+ * Stale-lease seeds: world steps per nominal tick. With 50 ms ticks a step is 1.25 ms, and their
+ * messages take 1–2 steps and fsyncs 0–2: a LAN, where an election's round trips are short next to
+ * the lease margin. Their safety phase is SAFETY_SCALE times longer in steps (a fifth as many ticks).
+ */
+export const STALE_LEASE_STEPS_PER_TICK = 40;
+const STALE_LEASE_SAFETY_SCALE = 8;
 
 export interface SimulationOptions {
   seed: number;
@@ -50,6 +75,12 @@ export interface SimulationOptions {
   traceTail?: number;
   /** Replaces the production core (tests of the checkers only). */
   coreFactory?: CoreFactory;
+  /** Deliberate bugs in the production core (mutation tests only; ignored with coreFactory). */
+  mutations?: RaftCoreMutations;
+  /** Runs this scenario instead of the one the seed draws. */
+  scenario?: ScenarioName;
+  /** Checks to switch off (tests only: to show that the history check catches the same bug). */
+  skipChecks?: readonly OptionalCheck[];
   /** Breaks the driver on purpose (tests of the checkers only). */
   flaw?: DriverFlaw;
   /** Search budget of the linearizability checker (default DEFAULT_LINCHECK_MAX_STEPS). */
@@ -73,6 +104,10 @@ export interface SimulationResult {
   digest: string;
   /** The seed's cluster, options and fault profile, in one line. */
   setup: string;
+  scenario: ScenarioName;
+  /** World steps per nominal tick (1 but for stale-lease seeds). */
+  stepsPerTick: number;
+  /** Steps the run took. */
   ticks: number;
   /** Operations in the history handed to the linearizability checker. */
   operations: number;
@@ -97,21 +132,97 @@ export interface SimulationStats {
   opsUnknown: number;
   opsDiscarded: number;
   livenessTicks: number;
+  /** Nemesis rounds started, rounds that reached their critical state, rounds given up. */
+  nemesisRounds: number;
+  nemesisStrikes: number;
+  nemesisAbandoned: number;
 }
 
 type Phase = 'safety' | 'liveness' | 'final';
 
 /** The cluster a seed gets. */
 interface Setup {
+  scenario: ScenarioName;
   founders: NodeId[];
   spares: NodeId[];
   core: Omit<RaftCoreOptions, 'id' | 'random'>;
   clients: number;
   client: ClientSettings;
   profile: FaultProfile;
+  /** World steps per nominal tick. */
+  stepsPerTick: number;
+  /** The safety phase lasts this many times the `ticks` option, in steps. */
+  safetyScale: number;
 }
 
-function drawSetup(seed: number): Setup {
+export function drawScenario(seed: number): ScenarioName {
+  let roll = SimRng.derive(seed, 'scenario').next();
+  for (const [name, share] of SCENARIO_SHARES) {
+    if (roll < share) return name;
+    roll -= share;
+  }
+  return 'random';
+}
+
+function drawSetup(seed: number, forced: ScenarioName | undefined): Setup {
+  const base = drawRandomSetup(seed);
+  const scenario = forced ?? drawScenario(seed);
+  if (scenario !== 'random') shapeForScenario(base, scenario, SimRng.derive(seed, 'scenario-setup'));
+  return base;
+}
+
+/** Random faults the nemesis takes over: it owns the partitions, and crashes would spoil its rounds. */
+const NEMESIS_QUIET = { partitionRate: 0, crashRate: 0, pauseRate: 0, membershipRate: 0, transferRate: 0 } as const;
+
+function shapeForScenario(setup: Setup, scenario: Exclude<ScenarioName, 'random'>, rng: SimRng): void {
+  setup.scenario = scenario;
+  switch (scenario) {
+    case 'figure-8':
+      // Small batches: see figure8.ts for why the schedule needs them.
+      setup.core.maxAppendEntries = rng.pick([1, 1, 2, 3]);
+      setup.profile = { ...setup.profile, ...NEMESIS_QUIET };
+      // The rounds keep leaders cut off for several election timeouts, and the writes clients
+      // send them have unknown outcomes, which the linearizability search must place: longer
+      // timeouts make fewer of them, and a second key halves the search of each.
+      setup.client = {
+        ...setup.client,
+        keys: setup.client.keys.length >= 2 ? setup.client.keys : ['k0', 'k1'],
+        timeoutTicks: 2 * setup.client.timeoutTicks,
+      };
+      return;
+    case 'stale-lease': {
+      const p = STALE_LEASE_STEPS_PER_TICK;
+      const e = setup.core.electionTicks;
+      setup.core.readOnlyMode = 'lease_based';
+      setup.core.checkQuorum = true;
+      const margin = normalizeOptions({ ...setup.core, id: 'n0', random: () => 0 }).leaseSafetyMarginTicks;
+      setup.stepsPerTick = p;
+      setup.safetyScale = STALE_LEASE_SAFETY_SCALE;
+      setup.profile = {
+        ...setup.profile,
+        ...NEMESIS_QUIET,
+        links: {
+          lossRate: rng.pick([0, 0, 0.01]),
+          duplicateRate: setup.profile.links.duplicateRate,
+          maxLatency: rng.pick([1, 2]),
+          longDelayRate: rng.pick([0, 0.005]),
+          longDelayTicks: rng.between(1, 2 * p),
+        },
+        fsyncTicks: [0, rng.pick([0, 1, 2])],
+        clockDrift: rng.pick([0, 0.5, 1]) * ((margin - 1) / e),
+        clockJitter: false,
+      };
+      setup.client = {
+        ...setup.client,
+        timeoutTicks: setup.client.timeoutTicks * p,
+        thinkTicks: [setup.client.thinkTicks[0] * p, setup.client.thinkTicks[1] * p],
+      };
+      return;
+    }
+  }
+}
+
+function drawRandomSetup(seed: number): Setup {
   const rng = SimRng.derive(seed, 'setup');
   const size = rng.chance(0.5) ? 3 : 5;
   const founders = Array.from({ length: size }, (_, i) => `n${i + 1}`);
@@ -139,15 +250,16 @@ function drawSetup(seed: number): Setup {
   const margin = normalizeOptions({ ...core, id: 'n0', random: () => 0 }).leaseSafetyMarginTicks;
   const leaseDriftBound = (margin - 1) / electionTicks;
   const profile = drawFaultProfile(SimRng.derive(seed, 'profile'), { electionTicks, lease, leaseDriftBound });
-  return { founders, spares, core, clients: rng.between(2, 6), client, profile };
+  return { scenario: 'random', founders, spares, core, clients: rng.between(2, 6), client, profile, stepsPerTick: 1, safetyScale: 1 };
 }
 
 function describeSetup(s: Setup): string {
   const c = s.core;
   const reads = c.readOnlyMode === 'lease_based' ? 'lease' : 'read-index';
   const flags = [reads, c.preVote ? 'pre-vote' : '', c.checkQuorum ? 'check-quorum' : ''].filter((f) => f !== '').join(',');
+  const scenario = s.scenario === 'random' ? '' : `scenario=${s.scenario}${s.stepsPerTick > 1 ? ` steps/tick=${s.stepsPerTick}` : ''} `;
   return (
-    `${s.founders.length} servers (+${s.spares.length} spares) election=${c.electionTicks}t heartbeat=${c.heartbeatTicks}t ${flags} ` +
+    `${scenario}${s.founders.length} servers (+${s.spares.length} spares) election=${c.electionTicks}t heartbeat=${c.heartbeatTicks}t ${flags} ` +
     `inflight=${c.maxInflightAppends} batch=${c.maxAppendEntries} clients=${s.clients} keys=${s.client.keys.length} ` +
     `timeout=${s.client.timeoutTicks}t wander=${s.client.wanderRate} | ${describeProfile(s.profile)}`
   );
@@ -155,8 +267,9 @@ function describeSetup(s: Setup): string {
 
 class Simulation implements FaultTarget, ClientWorld, ServerHost {
   now = 0;
+  writesHeld = false;
   readonly trace: Trace;
-  readonly checkers = new SafetyCheckers();
+  readonly checkers: SafetyCheckers;
   private phase: Phase = 'safety';
   private readonly setup: Setup;
   private readonly servers = new Map<NodeId, SimServer>();
@@ -164,11 +277,17 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
   private readonly network: SimNetwork;
   private readonly faults: FaultInjector;
   private readonly clients: SimClient[] = [];
-  private readonly clientsById = new Map<string, SimClient>();
+  private readonly clientsById = new Map<string, { onReply(reply: ClientReply, now: number): void }>();
   private readonly recorder: KvRecorder;
   private readonly tickRates = new Map<NodeId, number>();
-  /** Steady clocks: the fraction of a tick each server has accumulated. */
+  /** The rates the seed drew (a nemesis may change tickRates for a while). */
+  private readonly drawnTickRates = new Map<NodeId, number>();
+  /** Steady clocks: how far each server is into its current tick, in steps × rate (a tick is stepsPerTick). */
   private readonly tickPhase = new Map<NodeId, number>();
+  private readonly lastTick = new Map<NodeId, number>();
+  private readonly nemesis: Nemesis | undefined;
+  private readonly nemesisWorld: NemesisWorld;
+  private readonly probe: ProbeClient | undefined;
   /** Paused servers and the tick they resume at. */
   private readonly pausedUntil = new Map<NodeId, number>();
   private readonly clockRng: SimRng;
@@ -178,7 +297,8 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
 
   constructor(private readonly options: SimulationOptions) {
     const seed = options.seed;
-    this.setup = drawSetup(seed);
+    this.setup = drawSetup(seed, options.scenario);
+    this.checkers = new SafetyCheckers(options.skipChecks);
     this.trace = new Trace(options.traceTail ?? DEFAULT_TRACE_TAIL, options.verbose);
     this.network = new SimNetwork(SimRng.derive(seed, 'network'), { ...this.setup.profile.links });
     this.faults = new FaultInjector(SimRng.derive(seed, 'faults'), this.setup.profile, this.setup.spares, this.setup.founders.length);
@@ -186,7 +306,8 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
     this.diskRng = SimRng.derive(seed, 'disk');
     this.recorder = new HistoryRecorder<KvInput, KvOutput>(() => this.now);
 
-    const makeCore: CoreFactory = options.coreFactory ?? ((o, restored) => new RaftCore(o, restored));
+    const mutations = options.mutations;
+    const makeCore: CoreFactory = options.coreFactory ?? ((o, restored) => new RaftCore(o, restored, mutations));
     const founding: Membership = { voters: [...this.setup.founders], learners: [] };
     this.ids = [...this.setup.founders, ...this.setup.spares];
     const drift = this.setup.profile.clockDrift;
@@ -195,8 +316,10 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
       const random = SimRng.derive(seed, `election-jitter/${id}`).next;
       const server = new SimServer(id, bootstrap, { ...this.setup.core, random }, makeCore, this, options.flaw);
       this.servers.set(id, server);
-      this.tickRates.set(id, 1 - this.clockRng.next() * drift);
-      this.tickPhase.set(id, this.clockRng.next());
+      const rate = 1 - this.clockRng.next() * drift;
+      this.tickRates.set(id, rate);
+      this.drawnTickRates.set(id, rate);
+      this.tickPhase.set(id, this.clockRng.next() * this.setup.stepsPerTick);
     }
     const clientRng = SimRng.derive(seed, 'clients');
     for (let i = 1; i <= this.setup.clients; i++) {
@@ -204,14 +327,29 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
       this.clients.push(client);
       this.clientsById.set(client.id, client);
     }
+    this.nemesisWorld = this.makeNemesisWorld();
+    switch (this.setup.scenario) {
+      case 'figure-8':
+        this.nemesis = new Figure8Nemesis();
+        break;
+      case 'stale-lease': {
+        const margin = normalizeOptions({ ...this.setup.core, id: 'n0', random: () => 0 }).leaseSafetyMarginTicks;
+        this.nemesis = new StaleLeaseNemesis(margin);
+        this.probe = new ProbeClient(this.recorder, 2 * this.setup.core.electionTicks * this.setup.stepsPerTick);
+        break;
+      }
+      case 'random':
+        break;
+    }
   }
 
   run(): SimulationResult {
     let failure: SimulationFailure | undefined;
     let linearizability: Verdict | 'not checked' = 'not checked';
     let operations = 0;
-    const safetyTicks = this.options.ticks ?? DEFAULT_SAFETY_TICKS;
-    const livenessBound = this.options.livenessTicks ?? LIVENESS_ELECTION_TIMEOUTS * this.setup.core.electionTicks;
+    const safetyTicks = (this.options.ticks ?? DEFAULT_SAFETY_TICKS) * this.setup.safetyScale;
+    const livenessBound =
+      this.options.livenessTicks ?? LIVENESS_ELECTION_TIMEOUTS * this.setup.core.electionTicks * this.setup.stepsPerTick;
     try {
       this.trace.event(0, '-', 'setup', describeSetup(this.setup));
       for (; this.now < safetyTicks; this.now++) this.step();
@@ -247,27 +385,36 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
     return this.result(failure, linearizability, operations);
   }
 
-  /** One tick of the world. */
+  /** One step of the world. */
   private step(): void {
-    if (this.phase === 'safety') this.faults.step(this);
+    if (this.phase === 'safety') {
+      this.faults.step(this);
+      this.nemesis?.step(this.nemesisWorld);
+    }
     for (const packet of this.network.take(this.now)) this.deliver(packet);
     const running = this.ids.filter((id) => this.server(id).alive && !this.isPaused(id));
-    for (const id of running) if (this.clockTicks(id)) this.server(id).tick();
+    for (const id of running) {
+      if (!this.clockTicks(id)) continue;
+      this.server(id).tick();
+      this.lastTick.set(id, this.now);
+    }
     for (const id of running) this.server(id).syncIfDue();
     for (const id of running) this.server(id).pump();
     for (const client of this.clients) client.tick(this);
+    this.probe?.tick(this);
     this.liveness?.tick(this);
     if (this.now % FULL_LOG_CHECK_EVERY === FULL_LOG_CHECK_EVERY - 1) this.checkers.compareLogs(this.storedLogs());
   }
 
-  /** Whether server `id`'s clock ticks during this tick of the world. */
+  /** Whether server `id`'s clock ticks during this step of the world. */
   private clockTicks(id: NodeId): boolean {
     const rate = this.tickRates.get(id) ?? 1;
-    if (rate >= 1) return true;
+    const period = this.setup.stepsPerTick;
+    if (rate >= 1 && period === 1) return true;
     if (this.setup.profile.clockJitter) return this.clockRng.chance(rate);
     const phase = (this.tickPhase.get(id) ?? 0) + rate;
-    this.tickPhase.set(id, phase >= 1 ? phase - 1 : phase);
-    return phase >= 1;
+    this.tickPhase.set(id, phase >= period ? phase - period : phase);
+    return phase >= period;
   }
 
   private startLiveness(): void {
@@ -276,6 +423,7 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
     this.network.links = { ...CALM_LINKS, maxLatency: this.setup.profile.links.maxLatency };
     this.faults.forgetRestarts();
     this.pausedUntil.clear();
+    this.writesHeld = false;
     for (const id of this.ids) {
       const server = this.server(id);
       if (!server.alive && !server.retired) server.restart();
@@ -323,6 +471,7 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
         let dropped: string | undefined;
         if (to === undefined || !to.alive) dropped = 'down';
         else if (this.network.isCut(m.from, m.to)) dropped = 'partitioned';
+        else if (this.phase === 'safety' && this.nemesis?.loses(m) === true) dropped = 'lost (nemesis)';
         if (dropped !== undefined || to === undefined) {
           this.trace.message(this.now, 'drop', m, dropped);
           if (packet.reportsSnapshot) this.reportSnapshot(m, packet.senderIncarnation, false);
@@ -330,6 +479,7 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
         }
         this.trace.message(this.now, 'deliver', m);
         to.receive(m, packet.snapshotData);
+        if (this.phase === 'safety') this.nemesis?.onDeliver(m, this.nemesisWorld);
         if (packet.reportsSnapshot) this.reportSnapshot(m, packet.senderIncarnation, true);
         return;
       }
@@ -375,6 +525,7 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
   // ───────────── ServerHost ─────────────
 
   sendRaft(from: SimServer, m: Message): void {
+    if (this.phase === 'safety') this.nemesis?.onSend(m, this.nemesisWorld);
     let snapshotData;
     if (m.type === 'snapshot') {
       const stored = from.disk.snapshot;
@@ -517,6 +668,58 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
     return this.server(id).core.membership();
   }
 
+  // ───────────── NemesisWorld ─────────────
+
+  private makeNemesisWorld(): NemesisWorld {
+    const sim = this;
+    const rng = SimRng.derive(this.options.seed, 'nemesis');
+    const voters = [...this.setup.founders];
+    return {
+      get now() {
+        return sim.now;
+      },
+      stepsPerTick: this.setup.stepsPerTick,
+      electionTicks: this.setup.core.electionTicks,
+      voters,
+      rng,
+      status: (id): RaftStatus | undefined => {
+        const server = sim.server(id);
+        return server.alive ? server.core.status() : undefined;
+      },
+      highestCommit: () => sim.checkers.highestCommitIndex,
+      partitionGroups: (groups, description) => sim.partition(cutsBetween(sim.ids, groups), description),
+      cut: (cuts, description) => sim.partition(cuts, description),
+      heal: (description) => {
+        sim.network.heal();
+        sim.trace.event(sim.now, '-', 'heal', description);
+      },
+      setClockRate: (id, rate, why) => {
+        sim.tickRates.set(id, rate);
+        sim.trace.event(sim.now, id, 'clock', () => `rate ${rate.toFixed(4)}: ${why}`);
+      },
+      restoreClockRates: () => {
+        for (const [id, rate] of sim.drawnTickRates) sim.tickRates.set(id, rate);
+      },
+      lastTickAt: (id) => sim.lastTick.get(id) ?? -1,
+      redeliver: (m) => {
+        sim.network.schedule(sim.now, { kind: 'raft', message: { ...m }, reportsSnapshot: false, senderIncarnation: -1 });
+      },
+      holdWrites: (held) => {
+        sim.writesHeld = held;
+        sim.trace.event(sim.now, '-', 'nemesis', held ? 'clients hold their writes' : 'clients write again');
+      },
+      writesInFlight: () => sim.clients.some((c) => c.writing),
+      probe: (target, input) => {
+        const probe = sim.probe;
+        if (probe === undefined) throw new Error('sim: this scenario has no probe client');
+        sim.clientsById.set(probe.id, probe);
+        probe.start(sim, target, input);
+      },
+      probeOutcome: () => sim.probe?.outcome ?? { kind: 'failed', at: sim.now },
+      note: (text) => sim.trace.event(sim.now, '-', 'nemesis', text),
+    };
+  }
+
   // ───────────── helpers ─────────────
 
   private server(id: NodeId): SimServer {
@@ -541,11 +744,12 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
   private result(failure: SimulationFailure | undefined, linearizability: Verdict | 'not checked', operations: number): SimulationResult {
     const servers = [...this.servers.values()];
     const sum = (f: (s: SimServer) => number): number => servers.reduce((n, s) => n + f(s), 0);
-    const clients = [...this.clients, ...(this.liveness ? [this.liveness] : [])];
+    const clients = [...this.clients, ...(this.liveness ? [this.liveness] : []), ...(this.probe ? [this.probe] : [])];
+    const nemesis: NemesisStats = this.nemesis?.stats ?? { rounds: 0, strikes: 0, abandoned: 0 };
     const stats: SimulationStats = {
       events: this.trace.events,
       elections: this.checkers.leaderElections,
-      committed: this.checkers.highestApplied,
+      committed: this.checkers.highestCommitted,
       crashes: this.faults.crashes,
       pauses: this.faults.pauses,
       restarts: sum((s) => s.stats.restarts),
@@ -559,6 +763,9 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
       opsUnknown: clients.reduce((n, c) => n + c.stats.unknown, 0),
       opsDiscarded: clients.reduce((n, c) => n + c.stats.discarded, 0),
       livenessTicks: this.livenessTicksUsed,
+      nemesisRounds: nemesis.rounds,
+      nemesisStrikes: nemesis.strikes,
+      nemesisAbandoned: nemesis.abandoned,
     };
     for (const value of Object.values(stats)) this.trace.mixValue(value);
     this.trace.mixValue(linearizability);
@@ -567,6 +774,8 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
       passed: failure === undefined,
       digest: this.trace.digest(),
       setup: describeSetup(this.setup),
+      scenario: this.setup.scenario,
+      stepsPerTick: this.setup.stepsPerTick,
       ticks: this.now,
       operations,
       linearizability,
