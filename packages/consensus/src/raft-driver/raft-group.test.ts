@@ -200,6 +200,17 @@ describe('RaftGroup over gRPC', () => {
     const voters = leader.group.status().members.filter((m) => m.voter).map((m) => m.memberId).sort();
     assert.deepEqual(voters, ['a', 'b', 'c', 'd']);
 
+    // Adding an id that is already a member is refused, and its address stays what it was (the
+    // driver writes a new member's address to the log only for a change the core accepts).
+    const memberId = ['a', 'b', 'c'].find((id) => id !== leader.id)!;
+    const addressBefore = leader.group.status().members.find((m) => m.memberId === memberId)?.address;
+    const readded = await leader.group.changeMembership({ kind: 'add_learner', memberId, address: '127.0.0.1:9' });
+    assert.equal(readded.kind, 'rejected');
+    await proposeOnLeader(cluster, 'still=1');
+    for (const member of cluster.running()) {
+      assert.equal(member.group.status().members.find((m) => m.memberId === memberId)?.address, addressBefore);
+    }
+
     const removedId = ['a', 'b', 'c'].find((id) => id !== leader.id)!;
     const removed = await leader.group.changeMembership({ kind: 'remove', memberId: removedId });
     assert.equal(removed.kind, 'applied');

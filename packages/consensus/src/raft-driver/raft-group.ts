@@ -625,6 +625,14 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       }
       case 'membership': {
         const change: CoreMembershipChange = { kind: event.change.kind, node: event.change.memberId };
+        // Checked before the address note below: a refused change (adding an id that is already a
+        // member, say) must not leave a wrong address for that member in the log.
+        const refused = core.membershipChangeRefusal(change);
+        if (refused !== undefined) {
+          if (refused.kind === 'not_leader') event.waiter.resolve({ kind: 'not_leader', ...this.hintFor(refused.leaderId) });
+          else event.waiter.resolve({ kind: 'rejected', reason: refused.reason });
+          return;
+        }
         if (event.change.kind === 'add_learner' && this.addresses.get(change.node) !== event.change.address) {
           // The address goes in the log just before the change (see entry-envelope.ts). Should the
           // change itself be refused, the entry is a harmless routing note.
