@@ -94,20 +94,22 @@ export async function startConcordGroup(
   dataDir: string,
   logDir: string,
   cpuProfDir?: string,
-): Promise<Map<string, string>> {
+): Promise<{ addresses: Map<string, string>; metrics: Map<string, string> }> {
   if (!existsSync(SHARD_MAIN)) throw new Error(`${SHARD_MAIN} is missing: build first (npm run build)`);
-  const ports = await freePorts(3);
-  const members = ports.map((port, index) => ({ id: `g1-${index}`, address: `127.0.0.1:${port}` }));
+  const ports = await freePorts(6);
+  const members = ports.slice(0, 3).map((port, index) => ({ id: `g1-${index}`, address: `127.0.0.1:${port}`, metrics: `127.0.0.1:${ports[3 + index]}` }));
   const peers = members.map(({ id, address }) => `${id}=${address}`).join(',');
   const addresses = new Map<string, string>();
-  for (const { id, address } of members) {
+  const metrics = new Map<string, string>();
+  for (const { id, address, metrics: metricsAddress } of members) {
     const nodeArgs = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=concord-${id}.cpuprofile`];
     const args = [...nodeArgs, SHARD_MAIN, '--engine', 'raft', '--group-id', 'g1', '--member-id', id, '--listen', address, '--peers', peers];
-    args.push('--data-dir', join(dataDir, id), '--ring-groups', 'g1');
+    args.push('--data-dir', join(dataDir, id), '--ring-groups', 'g1', '--metrics-listen', metricsAddress);
     set.start(`concord-${id}`, process.execPath, args, logDir);
     addresses.set(`concord-${id}`, address);
+    metrics.set(`concord-${id}`, metricsAddress);
   }
-  return addresses;
+  return { addresses, metrics };
 }
 
 /** Installs etcd from the Debian package when it is missing and this process may; else explains. */

@@ -75,6 +75,8 @@ interface Result extends LoopSummary {
   op: Op;
   concurrency: number;
   cpu: Record<string, CpuUse>;
+  /** Concord only: WAL appends (one fsync each) per second and entries per append, by role. */
+  wal_appends?: Record<string, WalAppendUse>;
   leader_changed?: string;
 }
 
@@ -202,8 +204,10 @@ async function measure(options: Options, set: ProcessSet, root: string): Promise
     const dataDir = join(root, system);
     let target: Target;
     let names: string[];
+    let metricsAddresses: ReadonlyMap<string, string> | undefined;
     if (system === 'concord') {
-      const addresses = await startConcordGroup(set, dataDir, root, options.cpuProfDir);
+      const { addresses, metrics } = await startConcordGroup(set, dataDir, root, options.cpuProfDir);
+      metricsAddresses = metrics;
       names = [...addresses.keys()];
       progress(`concord: 3 shard replicas of g1 on ${[...addresses.values()].join(', ')}`);
       target = await concordTarget(addresses, options.deadlineMs);
@@ -237,17 +241,28 @@ async function measure(options: Options, set: ProcessSet, root: string): Promise
               };
         let windowStart: CpuSample | undefined;
         let windowEnd: CpuSample | undefined;
+        let batchesAtStart: Promise<Map<string, WalAppends>> | undefined;
+        let batchesAtEnd: Promise<Map<string, WalAppends>> | undefined;
         const loop = await runClosedLoop({
           concurrency: scenario.concurrency,
           warmupMs: options.warmupS * 1000,
           durationMs: options.durationS * 1000,
           operation,
-          onWindowStart: () => (windowStart = sampler.sample()),
-          onWindowEnd: () => (windowEnd = sampler.sample()),
+          onWindowStart: () => {
+            windowStart = sampler.sample();
+            if (metricsAddresses !== undefined) batchesAtStart = scrapeWalAppends(metricsAddresses);
+          },
+          onWindowEnd: () => {
+            windowEnd = sampler.sample();
+            if (metricsAddresses !== undefined) batchesAtEnd = scrapeWalAppends(metricsAddresses);
+          },
         });
         const summary = summarize(loop);
         const cpu = windowStart !== undefined && windowEnd !== undefined ? CpuSampler.use(windowStart, windowEnd, summary.ops_per_sec) : {};
         const result: Result = { id: `${system}-${scenario.id}`, system, op: scenario.op, concurrency: scenario.concurrency, ...summary, cpu };
+        if (batchesAtStart !== undefined && batchesAtEnd !== undefined) {
+          result.wal_appends = walAppendsInWindow(await batchesAtStart, await batchesAtEnd, leaderBefore, options.durationS);
+        }
         const leaderAfter = await target.leader().catch(() => 'unknown');
         if (leaderAfter !== leaderBefore) result.leader_changed = `${leaderBefore} → ${leaderAfter}`;
         results.push(result);
@@ -409,4 +424,68 @@ async function etcdTarget(urls: ReadonlyMap<string, string>, deadlineMs: number)
     close();
     throw error;
   }
+}
+
+/** Totals of a replica's `concord_raft_append_batch_entries{kind="persist"}` histogram: WAL appends with entries, and their entries. */
+interface WalAppends {
+  appends: number;
+  entries: number;
+  /** concord_raft_fsync_seconds: WAL appends timed (write + fdatasync) and their total seconds. */
+  timed: number;
+  seconds: number;
+}
+
+async function scrapeWalAppends(metrics: ReadonlyMap<string, string>): Promise<Map<string, WalAppends>> {
+  const totals = new Map<string, WalAppends>();
+  await Promise.all(
+    [...metrics].map(async ([name, address]) => {
+      const text = await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(2000) }).then((response) => response.text());
+      const total: WalAppends = { appends: 0, entries: 0, timed: 0, seconds: 0 };
+      for (const line of text.split('\n')) {
+        if (line.startsWith('concord_raft_fsync_seconds_count')) total.timed += Number(line.slice(line.lastIndexOf(' ') + 1));
+        if (line.startsWith('concord_raft_fsync_seconds_sum')) total.seconds += Number(line.slice(line.lastIndexOf(' ') + 1));
+        if (!line.startsWith('concord_raft_append_batch_entries_') || !line.includes('kind="persist"')) continue;
+        const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+        if (line.startsWith('concord_raft_append_batch_entries_count')) total.appends += value;
+        else if (line.startsWith('concord_raft_append_batch_entries_sum')) total.entries += value;
+      }
+      totals.set(name, total);
+    }),
+  );
+  return totals;
+}
+
+function walAppendsInWindow(
+  start: ReadonlyMap<string, WalAppends>,
+  end: ReadonlyMap<string, WalAppends>,
+  leader: string,
+  durationS: number,
+): Record<string, WalAppendUse> {
+  const zero = (): WalAppends => ({ appends: 0, entries: 0, timed: 0, seconds: 0 });
+  const roles: Record<string, WalAppends> = { leader: zero(), followers: zero() };
+  for (const [name, after] of end) {
+    const before = start.get(name) ?? zero();
+    const role = roles[name === leader ? 'leader' : 'followers']!;
+    role.appends += after.appends - before.appends;
+    role.entries += after.entries - before.entries;
+    role.timed += after.timed - before.timed;
+    role.seconds += after.seconds - before.seconds;
+  }
+  const use = (role: WalAppends, members: number): WalAppendUse => ({
+    per_sec: Math.round(role.appends / durationS / members),
+    entries_per_append: round2(role.entries / Math.max(1, role.appends)),
+    ms_per_append: round2((1000 * role.seconds) / Math.max(1, role.timed)),
+  });
+  return { leader: use(roles['leader']!, 1), followers: use(roles['followers']!, Math.max(1, end.size - 1)) };
+}
+
+/** Per member of the role: WAL appends with entries per second, entries in each, and the mean write + fdatasync time. */
+interface WalAppendUse {
+  per_sec: number;
+  entries_per_append: number;
+  ms_per_append: number;
+}
+
+function round2(value: number): number {
+  return Math.round(value * 100) / 100;
 }
