@@ -245,6 +245,10 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   /** Where members listen: routing only, never membership. */
   private readonly addresses = new Map<NodeId, string>();
   private peersKey = '';
+  /** Bumped by every change to `addresses`; with the members, tells updatePeers when to look again. */
+  private addressesVersion = 0;
+  private peersAddressesVersion = -1;
+  private peersMembers = '';
   private softState: SoftState = { role: 'follower', leaderId: '' };
 
   private readonly proposals = new Map<number, PendingProposal<Result>>();
@@ -326,7 +330,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       let initialMembership: Membership;
       if (recovered.bootstrap !== undefined) {
         initialMembership = { voters: [...recovered.bootstrap.voters], learners: [] };
-        for (const [id, address] of Object.entries(recovered.bootstrap.addresses)) this.addresses.set(id, address);
+        for (const [id, address] of Object.entries(recovered.bootstrap.addresses)) this.setAddress(id, address);
       } else if (recovered.snapshot !== undefined) {
         initialMembership = recovered.snapshot.meta.membership;
       } else if (recovered.entries.length === 0 && recovered.hardState.term === 0) {
@@ -341,7 +345,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       if (recovered.snapshot !== undefined) this.restoreSnapshot(recovered.snapshot);
       this.noteAddresses(recovered.entries);
       // This member's own address is whatever it listens on now.
-      this.addresses.set(this.options.memberId, this.options.address);
+      this.setAddress(this.options.memberId, this.options.address);
 
       const restored: RaftRestoredState = {
         hardState: recovered.hardState,
@@ -394,7 +398,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       if (id === '' || address === '') throw new RangeError(`peers: member ids and addresses must not be empty (got ${JSON.stringify([id, address])})`);
       const memberAddress = id === this.options.memberId ? this.options.address : address;
       addresses[id] = memberAddress;
-      this.addresses.set(id, memberAddress);
+      this.setAddress(id, memberAddress);
     }
     // A member missing from `peers` joins an existing group: it must not form a group of its own.
     const voters = peers.has(this.options.memberId) ? [...peers.keys()].sort() : [];
@@ -598,7 +602,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
         if (event.senderAddress !== undefined && !this.addresses.has(event.message.from)) {
           // Only fills a gap (a member that joined learns where its leader listens); an address
           // the log or a snapshot gave is never overridden by what a peer claims.
-          this.addresses.set(event.message.from, event.senderAddress);
+          this.setAddress(event.message.from, event.senderAddress);
           this.updatePeers();
         }
         core.step(event.message);
@@ -642,7 +646,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
             return;
           }
           // The leader must reach the new member as soon as the change is appended.
-          if (noted.kind === 'accepted') this.addresses.set(change.node, event.change.address);
+          if (noted.kind === 'accepted') this.setAddress(change.node, event.change.address);
         }
         const result = core.proposeMembershipChange(change);
         if (result.kind === 'accepted') {
@@ -833,7 +837,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
           const result = this.options.stateMachine.apply(content.command, entry.index);
           this.settleProposal(entry, { kind: 'applied', index: entry.index, result });
         } else {
-          if (content.kind === 'member_address') this.addresses.set(content.node, content.address);
+          if (content.kind === 'member_address') this.setAddress(content.node, content.address);
           this.settleProposal(entry, undefined);
         }
         break;
@@ -1046,7 +1050,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     this.appliedMembership = payload.meta.membership;
     this.savedSnapshotIndex = Math.max(this.savedSnapshotIndex, payload.meta.index);
     this.snapshotAttemptIndex = Math.max(this.snapshotAttemptIndex, payload.meta.index);
-    for (const [id, address] of Object.entries(payload.addresses)) this.addresses.set(id, address);
+    for (const [id, address] of Object.entries(payload.addresses)) this.setAddress(id, address);
   }
 
   // ---------------------------------------------------------------- members and addresses
@@ -1060,7 +1064,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     for (const entry of entries) {
       if (entry.type !== 'normal' || entry.data[0] !== 1) continue;
       const content = decodeNormalEntry(entry.data, entry.index);
-      if (content.kind === 'member_address') this.addresses.set(content.node, content.address);
+      if (content.kind === 'member_address') this.setAddress(content.node, content.address);
     }
   }
 
@@ -1068,8 +1072,19 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
    * Points the transport at every member it knows an address for. Not only the current
    * membership: a member still waiting to be added has none, yet must answer the leader.
    */
+  private setAddress(memberId: NodeId, address: string): void {
+    if (this.addresses.get(memberId) === address) return;
+    this.addresses.set(memberId, address);
+    this.addressesVersion++;
+  }
+
+  /** Called after every Ready: cheap unless the addresses or the configuration changed. */
   private updatePeers(): void {
     const membership = this.requireCore().membership();
+    const members = `${membership.voters.join(',')}|${membership.learners.join(',')}`;
+    if (members === this.peersMembers && this.addressesVersion === this.peersAddressesVersion) return;
+    this.peersMembers = members;
+    this.peersAddressesVersion = this.addressesVersion;
     const peers = new Map<NodeId, string>();
     for (const [id, address] of this.addresses) if (id !== this.options.memberId) peers.set(id, address);
     const unknown = [...membership.voters, ...membership.learners].filter((id) => id !== this.options.memberId && !peers.has(id));
