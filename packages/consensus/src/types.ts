@@ -14,6 +14,14 @@ export interface StateMachine<Result> {
   apply(command: Uint8Array, index: number): Result;
   /** Serializes the whole state as of the last applied index. */
   snapshot(): Uint8Array;
+  /**
+   * Optional, for large states: the same bytes as snapshot(), but only the capture happens during
+   * the call (a copy-on-write clone, say) and the serialization later, in slices that let the
+   * event loop breathe. Commands applied after the call must not change what it resolves to. The
+   * Raft driver prefers it, so that a snapshot of a big state machine does not stall every request
+   * in flight for as long as serializing takes.
+   */
+  snapshotAsync?(): Promise<Uint8Array>;
   /** Replaces the whole state with one produced by `snapshot()`. */
   restore(snapshot: Uint8Array): void;
 }

@@ -33,25 +33,41 @@ export class SnapshotCorruptionError extends Error {
   }
 }
 
-function encodeSnapshotHeader(data: Uint8Array): Buffer {
+function encodeSnapshotHeader(parts: readonly Uint8Array[]): Buffer {
   const header = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
   SNAPSHOT_MAGIC.copy(header, 0);
   header.writeUInt32LE(SNAPSHOT_FORMAT_VERSION, 8);
-  header.writeUInt32LE(crc32(data), 12);
-  header.writeBigUInt64LE(BigInt(data.length), 16);
+  let crc = 0;
+  let length = 0;
+  for (const part of parts) {
+    crc = crc32(part, crc);
+    length += part.byteLength;
+  }
+  header.writeUInt32LE(crc, 12);
+  header.writeBigUInt64LE(BigInt(length), 16);
   return header;
 }
 
-/** Writes `data` to `path` atomically: temp file, fsync, rename, fsync of the folder. */
-export async function writeSnapshotAtomic(path: string, data: Buffer): Promise<void> {
-  if (!(data instanceof Uint8Array)) throw new TypeError('writeSnapshotAtomic takes a Buffer');
+/**
+ * Writes `data` to `path` atomically: temp file, fsync, rename, fsync of the folder. `data` may come
+ * in parts, written one after the other as if concatenated (which saves copying a large state).
+ */
+export async function writeSnapshotAtomic(path: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
+  const parts = data instanceof Uint8Array ? [data] : data;
+  if (!Array.isArray(parts) || !parts.every((part) => part instanceof Uint8Array)) {
+    throw new TypeError('writeSnapshotAtomic takes a Buffer or an array of Buffers');
+  }
   const tempPath = path + SNAPSHOT_TEMP_SUFFIX;
   let renamed = false;
   try {
     const handle = await open(tempPath, 'w');
     try {
-      await writeFully(handle, encodeSnapshotHeader(data), 0);
-      await writeFully(handle, data, SNAPSHOT_HEADER_BYTES);
+      await writeFully(handle, encodeSnapshotHeader(parts), 0);
+      let position = SNAPSHOT_HEADER_BYTES;
+      for (const part of parts) {
+        await writeFully(handle, part, position);
+        position += part.byteLength;
+      }
       // The data must be durable before the rename is: otherwise a crash could leave `path`
       // naming a file whose contents never reached the disk.
       await handle.sync();

@@ -220,6 +220,30 @@ describe('KvStateMachine snapshots', () => {
     assert.equal(restored.get('user/99999')?.version, 100_000);
   });
 
+  it('snapshotAsync gives the bytes of snapshot() at the moment of the call, whatever is applied while it encodes', async () => {
+    const machine = new KvStateMachine();
+    // More entries than one slice, so the encoding spans several turns of the event loop.
+    applyAll(machine, Array.from({ length: 5000 }, (_, i) => put(`k${String(i).padStart(5, '0')}`, `v${i}`)));
+    const expected = Buffer.from(machine.snapshot());
+    const pending = machine.snapshotAsync();
+    // Writes while it encodes: overwrite, delete, and a new key in the middle of the order.
+    let index = 5001;
+    const writer = (async () => {
+      for (let i = 0; i < 200; i++) {
+        machine.apply(put(`k${String(i * 7).padStart(5, '0')}`, 'changed'), index++);
+        machine.apply(del(`k${String(4999 - i).padStart(5, '0')}`), index++);
+        machine.apply(put(`k02500-${i}`, 'inserted'), index++);
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    const [encoded] = await Promise.all([pending, writer]);
+    assert.deepEqual(Buffer.from(encoded), expected);
+    assert.notDeepEqual(Buffer.from(machine.snapshot()), expected, 'the writes did land in the live state');
+    const restored = new KvStateMachine();
+    restored.restore(encoded);
+    assert.equal(restored.get('k00000')?.value.toString(), 'v0');
+  });
+
   it('rejects a malformed snapshot and keeps its state', () => {
     const machine = new KvStateMachine();
     machine.apply(put('keep', 'me'), 1);

@@ -989,14 +989,15 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       const address = this.addresses.get(id);
       if (address !== undefined) addresses[id] = address;
     }
-    const payload: SnapshotPayload = {
-      meta: this.requireCore().snapshotMetaAt(this.applied),
-      addresses,
-      stateMachineData: this.options.stateMachine.snapshot(),
-    };
-    this.snapshotAttemptIndex = payload.meta.index;
+    const meta = this.requireCore().snapshotMetaAt(this.applied);
+    // The state is captured now, at `applied`; a state machine with snapshotAsync serializes it
+    // afterwards, while the loop goes on applying.
+    const machine = this.options.stateMachine;
+    const captured = machine.snapshotAsync !== undefined ? machine.snapshotAsync() : Promise.resolve(machine.snapshot());
+    this.snapshotAttemptIndex = meta.index;
     const storage = this.requireStorage();
-    storage.writeSnapshotFile(payload).then(
+    const payload: Pick<SnapshotPayload, 'meta'> = { meta };
+    captured.then((stateMachineData) => storage.writeSnapshotFile({ meta, addresses, stateMachineData })).then(
       (written) => {
         this.snapshotInProgress = undefined;
         if (written) {

@@ -36,7 +36,7 @@ import {
   encodeEntries,
   encodeHardState,
   encodeSnapshotMarker,
-  encodeSnapshotPayload,
+  encodeSnapshotPayloadParts,
   type BootstrapRecord,
   type SnapshotPayload,
 } from './storage-codec.js';
@@ -296,7 +296,7 @@ export class RaftStorage {
     this.assertOpen();
     const run = this.fileChain.then(async () => {
       if (snapshot.meta.index <= this.fileSnapshotIndex) return false;
-      await writeSnapshotAtomic(this.snapshotPath, encodeSnapshotPayload(snapshot));
+      await writeSnapshotAtomic(this.snapshotPath, encodeSnapshotPayloadParts(snapshot));
       this.fileSnapshotIndex = snapshot.meta.index;
       return true;
     });

@@ -273,18 +273,18 @@ export function decodeRecord(record: Buffer): StorageRecord {
 }
 
 export function encodeSnapshotPayload(snapshot: SnapshotPayload): Buffer {
+  return Buffer.concat(encodeSnapshotPayloadParts(snapshot));
+}
+
+/** encodeSnapshotPayload as two parts, its header and the state machine's bytes (not copied). */
+export function encodeSnapshotPayloadParts(snapshot: SnapshotPayload): [Buffer, Uint8Array] {
   const header = jsonBytes({
     index: snapshot.meta.index,
     term: snapshot.meta.term,
     membership: { voters: snapshot.meta.membership.voters, learners: snapshot.meta.membership.learners },
     addresses: snapshot.addresses,
   });
-  return new Writer(1 + 4 + header.length + snapshot.stateMachineData.byteLength)
-    .u8(SNAPSHOT_PAYLOAD_FORMAT)
-    .u32(header.length)
-    .bytes(header)
-    .bytes(snapshot.stateMachineData)
-    .finish();
+  return [new Writer(1 + 4 + header.length).u8(SNAPSHOT_PAYLOAD_FORMAT).u32(header.length).bytes(header).finish(), snapshot.stateMachineData];
 }
 
 export function decodeSnapshotPayload(payload: Buffer): SnapshotPayload {
