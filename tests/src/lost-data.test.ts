@@ -9,17 +9,15 @@
 //
 // Timings are never asserted; the bounds below only keep a broken build from hanging.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { Client } from '@grpc/grpc-js';
 import { startLocalCluster, type LocalCluster } from './harness/cluster.js';
-import { describeResult, runCommand, type CommandResult } from './harness/command.js';
-import { kvClient, sleep } from './harness/grpc.js';
-import { nodeBinary } from './harness/paths.js';
+import { describeResult } from './harness/command.js';
+import { kvClient } from './harness/grpc.js';
+import { memberCommand, phaseWriter, promoteLearner } from './harness/membership.js';
 import { readBack, summarize } from './harness/verify.js';
-import { writeKeys, type WriteOutcome } from './harness/writer.js';
 
 const GROUP = 'g1';
 const KEYS_PER_PHASE = 100;
@@ -34,22 +32,8 @@ test('a replica or coordinator restarted on an empty data dir refuses to start; 
   try {
     const kv = kvClient(cluster.coordinatorAddress);
     clients.push(kv);
-    const run = randomBytes(4).toString('hex');
-    const outcomes: WriteOutcome[] = [];
-    const writePhase = async (phase: string): Promise<void> => {
-      const report = await writeKeys({
-        kv,
-        count: KEYS_PER_PHASE,
-        keyOf: (index) => `lost-${phase}-${String(index).padStart(4, '0')}`,
-        valueOf: (index) => Buffer.from(`value-${phase}-${index}-${run}`),
-        concurrency: 8,
-        deadlineMs: 3_000,
-        retryBackoffMs: [100, 200, 400, 800, 1_600],
-        timeBoundMs: 30_000,
-      });
-      outcomes.push(...report.outcomes);
-      assert.equal(report.ackedCount, KEYS_PER_PHASE, `phase ${phase}: every write is acknowledged (${[...report.errors].join('; ')})`);
-    };
+    const phases = phaseWriter({ keyPrefix: 'lost', keysPerPhase: KEYS_PER_PHASE });
+    const writePhase = (phase: string): Promise<void> => phases.write(phase, kv);
 
     // 1. Data on every replica, then g1-2 loses its data dir and comes back with the same flags.
     await writePhase('before');
@@ -79,21 +63,14 @@ test('a replica or coordinator restarted on an empty data dir refuses to start; 
 
     // 3. The fix under the same id: remove it; started again it is no longer a member and is let in
     //    (empty, waiting); add it, promote it once it caught up.
-    const removed = await member(cluster, ['remove', GROUP, 'g1-2']);
+    const removed = await memberCommand(cluster.coordinatorAddresses, ['remove', GROUP, 'g1-2']);
     assert.doesNotMatch(removed.stdout, /g1-2/, describeResult(removed));
     await cluster.restart(g12);
-    const added = await member(cluster, ['add', GROUP, 'g1-2', cluster.address(g12)]);
+    const added = await memberCommand(cluster.coordinatorAddresses, ['add', GROUP, 'g1-2', cluster.address(g12)]);
     assert.match(added.stdout, /g1-2\s+\S+\s+learner/, describeResult(added));
     await cluster.caughtUp(g12, { timeoutMs: CATCH_UP_BOUND_MS });
-    let promoted: CommandResult | undefined;
-    for (let attempt = 0; attempt < PROMOTE_ATTEMPTS; attempt++) {
-      promoted = await member(cluster, ['promote', GROUP, 'g1-2'], { allowFailure: true });
-      if (promoted.code === 0) break;
-      assert.match(promoted.stderr, /FAILED_PRECONDITION/, describeResult(promoted));
-      await sleep(PROMOTE_PAUSE_MS);
-    }
-    assert.equal(promoted?.code, 0, promoted === undefined ? 'promote never ran' : describeResult(promoted));
-    assert.match(promoted!.stdout, /g1-2\s+\S+\s+voter/);
+    const promoted = await promoteLearner(cluster.coordinatorAddresses, GROUP, 'g1-2', { attempts: PROMOTE_ATTEMPTS, pauseMs: PROMOTE_PAUSE_MS });
+    assert.match(promoted.stdout, /g1-2\s+\S+\s+voter/);
     await writePhase('replaced');
 
     // 4. g1-2 counts toward the majority: the group survives losing another original replica.
@@ -104,7 +81,7 @@ test('a replica or coordinator restarted on an empty data dir refuses to start; 
     await cluster.leaderOf(GROUP);
     await writePhase('after');
 
-    const problems = await readBack(kv, outcomes, { concurrency: 8, checkVersions: false });
+    const problems = await readBack(kv, phases.outcomes, { concurrency: 8, checkVersions: false });
     assert.equal(problems.length, 0, summarize(problems));
   } finally {
     for (const client of clients) client.close();
@@ -123,13 +100,4 @@ async function refusedStart(cluster: LocalCluster, name: string): Promise<string
   assert.equal(exits.length, exitsBefore + 1, String(error));
   assert.deepEqual(exits[exits.length - 1], { code: 2, signal: null }, String(error));
   return error instanceof Error ? error.message : String(error);
-}
-
-/** `concord member …` against every coordinator; fails the test on a non-zero exit unless allowed. */
-async function member(cluster: LocalCluster, args: readonly string[], { allowFailure = false } = {}): Promise<CommandResult> {
-  const result = await runCommand(nodeBinary, ['packages/cli/bin/concord.js', '--addr', cluster.coordinatorAddresses.join(','), 'member', ...args], {
-    timeoutMs: 20_000,
-  });
-  if (!allowFailure) assert.equal(result.code, 0, describeResult(result));
-  return result;
 }

@@ -10,17 +10,15 @@
 // Timings are reported (t.diagnostic), never asserted; the bounds below only keep a broken build
 // from hanging.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import type { Client } from '@grpc/grpc-js';
 import { MemberRole, type StatusResponse } from '@concord/proto/cluster';
 import { startLocalCluster, type LocalCluster } from './harness/cluster.js';
-import { describeResult, runCommand, type CommandResult } from './harness/command.js';
+import { describeResult } from './harness/command.js';
 import { startJoiningCoordinator, type JoiningCoordinator } from './harness/coordinator-join.js';
 import { clusterClient, describeError, kvClient, sleep } from './harness/grpc.js';
-import { nodeBinary } from './harness/paths.js';
+import { memberCommand, phaseWriter, promoteLearner } from './harness/membership.js';
 import { fetchRing, fetchStatus, readBack, summarize } from './harness/verify.js';
-import { writeKeys, type WriteOutcome } from './harness/writer.js';
 
 const GROUPS = ['g1', 'g2'];
 const NEW_ID = 'coordinator-3';
@@ -48,22 +46,8 @@ test('replace a dead coordinator: add one with --join as a learner, promote it, 
     return client;
   };
   try {
-    const run = randomBytes(4).toString('hex');
-    const outcomes: WriteOutcome[] = [];
-    const writePhase = async (phase: string, via: string): Promise<void> => {
-      const report = await writeKeys({
-        kv: kvAt(via),
-        count: KEYS_PER_PHASE,
-        keyOf: (index) => `replace-coordinator-${phase}-${String(index).padStart(4, '0')}`,
-        valueOf: (index) => Buffer.from(`value-${phase}-${index}-${run}`),
-        concurrency: 8,
-        deadlineMs: 3_000,
-        retryBackoffMs: [100, 200, 400, 800, 1_600],
-        timeBoundMs: 30_000,
-      });
-      outcomes.push(...report.outcomes);
-      assert.equal(report.ackedCount, KEYS_PER_PHASE, `phase ${phase} through ${via}: every write is acknowledged (${[...report.errors].join('; ')})`);
-    };
+    const phases = phaseWriter({ keyPrefix: 'replace-coordinator', keysPerPhase: KEYS_PER_PHASE });
+    const writePhase = (phase: string, via: string): Promise<void> => phases.write(phase, kvAt(via), via);
 
     // 1. Data, then the meta leader dies for good; the other two elect a leader and serve.
     const firstLeader = await cluster.metaLeader();
@@ -85,7 +69,7 @@ test('replace a dead coordinator: add one with --join as a learner, promote it, 
     // 3. The three operator steps, with the CLI against every coordinator (the dead one included:
     //    the CLI passes over an address that refuses connections).
     const addresses = [...cluster.coordinatorAddresses, joined.address];
-    const added = await member(addresses, ['add', 'meta', NEW_ID, joined.address]);
+    const added = await memberCommand(addresses, ['add', 'meta', NEW_ID, joined.address]);
     assert.match(added.stdout, /^group meta:/m, describeResult(added));
     assert.match(added.stdout, new RegExp(`${NEW_ID}\\s+${escape(joined.address)}\\s+learner`), describeResult(added));
     const leaderCommit = (await cluster.metaLeader()).member.commitIndex;
@@ -95,18 +79,10 @@ test('replace a dead coordinator: add one with --join as a learner, promote it, 
     });
     t.diagnostic(`${NEW_ID} caught up as a learner: applied ${caughtUp.appliedIndex}${joined.logged('installed a snapshot from the leader') ? ', from a snapshot' : ''}`);
 
-    let promoted: CommandResult | undefined;
-    for (let attempt = 0; attempt < PROMOTE_ATTEMPTS; attempt++) {
-      promoted = await member(addresses, ['promote', 'meta', NEW_ID], { allowFailure: true });
-      if (promoted.code === 0) break;
-      // The leader promotes only a learner whose log matches its commit; anything else is a bug.
-      assert.match(promoted.stderr, /FAILED_PRECONDITION/, describeResult(promoted));
-      await sleep(POLL_MS);
-    }
-    assert.equal(promoted?.code, 0, promoted === undefined ? 'promote never ran' : describeResult(promoted));
-    assert.match(promoted!.stdout, new RegExp(`${NEW_ID}\\s+\\S+\\s+voter`), describeResult(promoted!));
+    const promoted = await promoteLearner(addresses, 'meta', NEW_ID, { attempts: PROMOTE_ATTEMPTS, pauseMs: POLL_MS });
+    assert.match(promoted.stdout, new RegExp(`${NEW_ID}\\s+\\S+\\s+voter`), describeResult(promoted));
 
-    const removed = await member(addresses, ['remove', 'meta', lost]);
+    const removed = await memberCommand(addresses, ['remove', 'meta', lost]);
     assert.doesNotMatch(removed.stdout, new RegExp(`${lost}\\b`), describeResult(removed));
     for (const id of [...originals, NEW_ID]) assert.match(removed.stdout, new RegExp(`${id}\\s+\\S+\\s+voter`), describeResult(removed));
 
@@ -146,7 +122,7 @@ test('replace a dead coordinator: add one with --join as a learner, promote it, 
     assert.deepEqual(ring.groups.map((group) => group.groupId), GROUPS);
 
     // Every acknowledged write, from every phase, reads back through the new coordinator.
-    const problems = await readBack(kvAt(joined.address), outcomes, { concurrency: 8, checkVersions: false });
+    const problems = await readBack(kvAt(joined.address), phases.outcomes, { concurrency: 8, checkVersions: false });
     assert.equal(problems.length, 0, summarize(problems));
   } catch (error) {
     t.diagnostic(`${cluster.logs()}\n${joined?.tail() ?? ''}`);
@@ -157,15 +133,6 @@ test('replace a dead coordinator: add one with --join as a learner, promote it, 
     await cluster.stop();
   }
 });
-
-/** `concord member …` against `addresses`; fails the test on a non-zero exit unless allowed. */
-async function member(addresses: readonly string[], args: readonly string[], { allowFailure = false } = {}): Promise<CommandResult> {
-  const result = await runCommand(nodeBinary, ['packages/cli/bin/concord.js', '--addr', addresses.join(','), 'member', ...args], {
-    timeoutMs: 20_000,
-  });
-  if (!allowFailure) assert.equal(result.code, 0, describeResult(result));
-  return result;
-}
 
 /** Polls `check` every POLL_MS until it returns a value, or fails after `boundMs` with the last answer. */
 async function poll<T>(what: string, boundMs: number, check: () => Promise<T | undefined>): Promise<T> {

@@ -8,15 +8,13 @@
 // Timings are reported (t.diagnostic), never asserted; the bounds below only keep a broken build
 // from hanging.
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import { test } from 'node:test';
 import type { Client } from '@grpc/grpc-js';
-import { startLocalCluster, type LocalCluster } from './harness/cluster.js';
-import { describeResult, runCommand, type CommandResult } from './harness/command.js';
-import { clusterClient, kvClient, sleep } from './harness/grpc.js';
-import { nodeBinary } from './harness/paths.js';
+import { startLocalCluster } from './harness/cluster.js';
+import { describeResult } from './harness/command.js';
+import { clusterClient, kvClient } from './harness/grpc.js';
+import { memberCommand, phaseWriter, promoteLearner } from './harness/membership.js';
 import { fetchRing, fetchStatus, readBack, summarize } from './harness/verify.js';
-import { writeKeys, type WriteOutcome } from './harness/writer.js';
 
 const GROUP = 'g1';
 /** Small, so the new replica's first contact is a snapshot rather than the whole log. */
@@ -34,22 +32,8 @@ test('replace a dead replica: add a learner, promote it, remove the dead one; th
     const kv = kvClient(cluster.coordinatorAddress);
     const meta = clusterClient(cluster.coordinatorAddress);
     clients.push(kv, meta);
-    const run = randomBytes(4).toString('hex');
-    const outcomes: WriteOutcome[] = [];
-    const writePhase = async (phase: string): Promise<void> => {
-      const report = await writeKeys({
-        kv,
-        count: KEYS_PER_PHASE,
-        keyOf: (index) => `replace-${phase}-${String(index).padStart(4, '0')}`,
-        valueOf: (index) => Buffer.from(`value-${phase}-${index}-${run}`),
-        concurrency: 8,
-        deadlineMs: 3_000,
-        retryBackoffMs: [100, 200, 400, 800, 1_600],
-        timeBoundMs: 30_000,
-      });
-      outcomes.push(...report.outcomes);
-      assert.equal(report.ackedCount, KEYS_PER_PHASE, `phase ${phase}: every write is acknowledged (${[...report.errors].join('; ')})`);
-    };
+    const phases = phaseWriter({ keyPrefix: 'replace', keysPerPhase: KEYS_PER_PHASE });
+    const writePhase = (phase: string): Promise<void> => phases.write(phase, kv);
 
     // 1. Data, then g1-2 dies for good.
     await writePhase('before');
@@ -65,23 +49,15 @@ test('replace a dead replica: add a learner, promote it, remove the dead one; th
     const newAddress = cluster.address(g13);
 
     // 3. The three operator steps, with the CLI against every coordinator.
-    const added = await member(cluster, ['add', GROUP, 'g1-3', newAddress]);
+    const added = await memberCommand(cluster.coordinatorAddresses, ['add', GROUP, 'g1-3', newAddress]);
     assert.match(added.stdout, /g1-3\s+\S+\s+learner/, describeResult(added));
     const caughtUp = await cluster.caughtUp(g13, { timeoutMs: CATCH_UP_BOUND_MS });
     assert.equal(caughtUp.role, 'LEARNER');
 
-    let promoted: CommandResult | undefined;
-    for (let attempt = 0; attempt < PROMOTE_ATTEMPTS; attempt++) {
-      promoted = await member(cluster, ['promote', GROUP, 'g1-3'], { allowFailure: true });
-      if (promoted.code === 0) break;
-      // The leader promotes only a learner whose log matches its commit; anything else is a bug.
-      assert.match(promoted.stderr, /FAILED_PRECONDITION/, describeResult(promoted));
-      await sleep(PROMOTE_PAUSE_MS);
-    }
-    assert.equal(promoted?.code, 0, promoted === undefined ? 'promote never ran' : describeResult(promoted));
-    assert.match(promoted!.stdout, /g1-3\s+\S+\s+voter/);
+    const promoted = await promoteLearner(cluster.coordinatorAddresses, GROUP, 'g1-3', { attempts: PROMOTE_ATTEMPTS, pauseMs: PROMOTE_PAUSE_MS });
+    assert.match(promoted.stdout, /g1-3\s+\S+\s+voter/);
 
-    const removed = await member(cluster, ['remove', GROUP, 'g1-2']);
+    const removed = await memberCommand(cluster.coordinatorAddresses, ['remove', GROUP, 'g1-2']);
     assert.doesNotMatch(removed.stdout, /g1-2/, describeResult(removed));
     for (const id of ['g1-0', 'g1-1', 'g1-3']) assert.match(removed.stdout, new RegExp(`${id}\\s+\\S+\\s+voter`), describeResult(removed));
 
@@ -103,19 +79,10 @@ test('replace a dead replica: add a learner, promote it, remove the dead one; th
     t.diagnostic(`leader with ${victim} down: ${survivor.name}`);
     await writePhase('after');
 
-    const problems = await readBack(kv, outcomes, { concurrency: 8, checkVersions: false });
+    const problems = await readBack(kv, phases.outcomes, { concurrency: 8, checkVersions: false });
     assert.equal(problems.length, 0, summarize(problems));
   } finally {
     for (const client of clients) client.close();
     await cluster.stop();
   }
 });
-
-/** `concord member …` against every coordinator; fails the test on a non-zero exit unless allowed. */
-async function member(cluster: LocalCluster, args: readonly string[], { allowFailure = false } = {}): Promise<CommandResult> {
-  const result = await runCommand(nodeBinary, ['packages/cli/bin/concord.js', '--addr', cluster.coordinatorAddresses.join(','), 'member', ...args], {
-    timeoutMs: 20_000,
-  });
-  if (!allowFailure) assert.equal(result.code, 0, describeResult(result));
-  return result;
-}

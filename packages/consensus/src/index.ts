@@ -11,6 +11,7 @@ export type {
   ConsensusStatus,
   ConsensusGroup,
 } from './types.js';
+export { describeMembershipChange, sortMembers } from './membership.js';
 export { SingleGroup, DEFAULT_SNAPSHOT_EVERY } from './single/single-group.js';
 export type { SingleGroupOptions } from './single/single-group.js';
 export { RaftGroup, RAFT_DEFAULTS } from './raft-driver/raft-group.js';

@@ -42,6 +42,8 @@ export {
   COMMON_ROLE_OPTION_SPECS,
   ADVERTISE_OPTION_SPEC,
   TLS_OPTION_SPECS,
+  ID_PATTERN,
+  ID_DOC,
   LISTEN_PATTERN,
   splitHostPort,
   isWildcardHost,

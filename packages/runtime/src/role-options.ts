@@ -3,6 +3,10 @@
 import { LOG_LEVELS } from './logging.js';
 import { OptionsError, type OptionSources, type OptionSpec } from './options.js';
 
+/** Group and member ids appear in metrics labels, file names and k8s object names, in every role. */
+export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+export const ID_DOC = '1 to 64 letters, digits, "-" or "_"';
+
 /**
  * host:port to bind: a host name, an IPv4 address or a bracketed IPv6 address such as [::1], and a
  * port from 0 to 65535 (0 picks a free one).

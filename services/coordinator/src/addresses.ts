@@ -1,9 +1,6 @@
-// The shapes of ids and addresses the coordinator accepts, shared by its settings (--groups,
-// --peers) and by the meta state machine, which checks the same rules when a command is applied.
-
-/** Group and member ids appear in metrics labels, file names and k8s object names (as in the shard role). */
-export const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-export const ID_DOC = '1 to 64 letters, digits, "-" or "_"';
+// The shape of the addresses the coordinator accepts, shared by its settings (--groups, --peers)
+// and by the meta state machine, which checks the same rules when a command is applied. Ids follow
+// ID_PATTERN of @concord/runtime, as in every role.
 
 /** A host name, an IPv4 address or a bracketed IPv6 address such as [::1]. */
 const HOST_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)$/;

@@ -17,6 +17,7 @@ import { CLIENT_CHANNEL_OPTIONS, createLogger } from '@concord/runtime';
 import { startShardNode, type ShardNode } from '@concord/shard';
 import { startCoordinator, type CoordinatorNode } from './coordinator-node.js';
 import { compileCoordinatorOptions } from './options.js';
+import { failsWith } from './testing.js';
 
 const GROUPS = ['g1', 'g2', 'g3'];
 const logger = createLogger({ service: 'coordinator-test', level: 'silent' });
@@ -35,18 +36,6 @@ async function messages<T>(stream: AsyncIterable<T>): Promise<T[]> {
   const all: T[] = [];
   for await (const message of stream) all.push(message);
   return all;
-}
-
-/** Asserts a grpc-js error's code and message, and returns it for further checks. */
-async function failsWith(work: Promise<unknown>, code: status, details: RegExp): Promise<GrpcError> {
-  let caught: GrpcError | undefined;
-  await assert.rejects(work, (error: GrpcError) => {
-    assert.equal(error.code, code, `expected ${status[code]}, got ${status[error.code]}: ${error.details}`);
-    assert.match(error.details, details);
-    caught = error;
-    return true;
-  });
-  return caught as GrpcError;
 }
 
 const scanRequest = (overrides: Partial<ScanRequest> = {}): ScanRequest => ({

@@ -13,23 +13,12 @@ import { TxnClient, type CommitResponse } from '@concord/proto/txn';
 import type { ShardNode } from '@concord/shard';
 import type { CoordinatorNode } from './coordinator-node.js';
 import { METADATA_STATUS_SCOPE, STATUS_SCOPE_MEMBER } from './meta-status.js';
-import { CoordinatorClient, MetaTestCluster, call, capturingLogger, eventually, startTestShards } from './testing.js';
+import { CoordinatorClient, MetaTestCluster, call, capturingLogger, eventually, failsWith, startTestShards } from './testing.js';
 
 const GROUPS = ['g1', 'g2', 'g3'];
 const IDS = ['coordinator-0', 'coordinator-1', 'coordinator-2'];
 /** Not the default, so a ring that came from the flags is told from one that did not. */
 const RING_EPOCH = 3;
-
-async function failsWith(work: Promise<unknown>, code: status, details: RegExp): Promise<GrpcError> {
-  let caught: GrpcError | undefined;
-  await assert.rejects(work, (error: GrpcError) => {
-    assert.equal(error.code, code, `expected ${status[code]}, got ${status[error.code]}: ${error.details}`);
-    assert.match(error.details, details);
-    caught = error;
-    return true;
-  });
-  return caught as GrpcError;
-}
 
 describe('the meta group of three coordinators', () => {
   let root: string;

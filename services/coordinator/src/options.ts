@@ -10,6 +10,8 @@ import {
   compileAdvertise,
   compileOptionSpecs,
   compileTlsOptions,
+  ID_DOC,
+  ID_PATTERN,
   isWildcardHost,
   LOG_LEVELS,
   OptionsError,
@@ -18,7 +20,7 @@ import {
   type OptionSpec,
   type TlsMaterial,
 } from '@concord/runtime';
-import { ID_DOC, ID_PATTERN, addressProblem } from './addresses.js';
+import { addressProblem } from './addresses.js';
 
 /**
  * Where the coordinator keeps the ring and shard-group directory: `raft` replicates them in the

@@ -1,11 +1,12 @@
 // Helpers for this package's tests: shard nodes and coordinators in this process, on 127.0.0.1,
 // with data in temporary folders, driven through the generated clients as real callers drive them.
 
+import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { credentials, type Metadata, type ServiceError as GrpcError } from '@grpc/grpc-js';
+import { credentials, status, type Metadata, type ServiceError as GrpcError } from '@grpc/grpc-js';
 import { ClusterClient, type GetRingResponse, type StatusResponse } from '@concord/proto/cluster';
 import { ReadConsistency } from '@concord/proto/common';
 import { KVClient, type GetResponse, type PutResponse, type ScanResponse } from '@concord/proto/kv';
@@ -36,6 +37,18 @@ export function call<Res>(invoke: (callback: Callback<Res>) => unknown): Promise
   return new Promise((resolve, reject) => {
     invoke((error, response) => (error === null ? resolve(response) : reject(error)));
   });
+}
+
+/** Asserts a grpc-js error's code and message, and returns it for further checks. */
+export async function failsWith(work: Promise<unknown>, code: status, details: RegExp): Promise<GrpcError> {
+  let caught: GrpcError | undefined;
+  await assert.rejects(work, (error: GrpcError) => {
+    assert.equal(error.code, code, `expected ${status[code]}, got ${status[error.code]}: ${error.details}`);
+    assert.match(error.details, details);
+    caught = error;
+    return true;
+  });
+  return caught as GrpcError;
 }
 
 /** The messages of a server stream; rejects with the grpc-js error. */

@@ -7,6 +7,8 @@ import {
   compileAdvertise,
   compileOptionSpecs,
   compileTlsOptions,
+  ID_DOC,
+  ID_PATTERN,
   isWildcardHost,
   LOG_LEVELS,
   OptionsError,
@@ -22,9 +24,6 @@ import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 export const SHARD_ENGINES = ['raft', 'single'] as const satisfies readonly EngineName[];
 export type ShardEngine = (typeof SHARD_ENGINES)[number];
 
-/** Group and member ids appear in metrics labels, file names and k8s object names. */
-const ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
-const ID_DOC = '1 to 64 letters, digits, "-" or "_"';
 
 
 export interface ShardOptions {

@@ -23,9 +23,11 @@ import {
   type ShardStatusRequest,
   type ShardStatusResponse,
 } from '@concord/proto/shard';
-import type { ConsensusGroup, LeaderHint, MembershipChange } from '@concord/consensus';
+import { describeMembershipChange, sortMembers, type ConsensusGroup, type LeaderHint, type MembershipChange } from '@concord/consensus';
 import type { HashRing } from '@concord/ring';
 import {
+  ID_DOC,
+  ID_PATTERN,
   ServiceError,
   serverStream,
   tracer,
@@ -245,15 +247,14 @@ export class ShardHandlers {
     const outcome = await group.changeMembership(change);
     switch (outcome.kind) {
       case 'applied': {
-        const members = [...outcome.members].sort((a, b) => Number(b.voter) - Number(a.voter) || a.memberId.localeCompare(b.memberId));
-        return { members: members.map((m) => ({ memberId: m.memberId, address: m.address, voter: m.voter })), index: outcome.index };
+        return { members: sortMembers(outcome.members).map((m) => ({ memberId: m.memberId, address: m.address, voter: m.voter })), index: outcome.index };
       }
       case 'not_leader':
         throw this.notLeader(outcome);
       case 'rejected':
         throw new ServiceError(
           grpcStatus.FAILED_PRECONDITION,
-          `group ${this.options.groupId} refused to ${describeChange(change)}: ${outcome.reason}; ${adviceFor(change)}`,
+          `group ${this.options.groupId} refused to ${describeMembershipChange(change)}: ${outcome.reason}; ${adviceFor(change)}`,
         );
     }
   }
@@ -382,8 +383,6 @@ export function createShardServer(handlers: ShardHandlers): ShardServer {
   };
 }
 
-/** Member ids as --member-id accepts them. */
-const MEMBER_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** host:port with a port from 1 to 65535; the host a name, an IPv4 address or a bracketed IPv6 address. */
 const MEMBER_ADDRESS_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):(?:6553[0-5]|655[0-2]\d|65[0-4]\d{2}|6[0-4]\d{3}|[1-5]\d{4}|[1-9]\d{0,3})$/;
 
@@ -396,8 +395,8 @@ export function membershipChangeOf(request: {
   const invalid = (message: string): never => {
     throw new ServiceError(grpcStatus.INVALID_ARGUMENT, message);
   };
-  if (!MEMBER_ID_PATTERN.test(request.memberId)) {
-    invalid(`member_id: must be 1 to 64 letters, digits, "-" or "_" (got ${JSON.stringify(request.memberId)})`);
+  if (!ID_PATTERN.test(request.memberId)) {
+    invalid(`member_id: must be ${ID_DOC} (got ${JSON.stringify(request.memberId)})`);
   }
   switch (request.kind) {
     case MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_ADD_LEARNER:
@@ -411,17 +410,6 @@ export function membershipChangeOf(request: {
       return { kind: request.kind === MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_PROMOTE ? 'promote' : 'remove', memberId: request.memberId };
     default:
       return invalid(`kind: must be ADD_LEARNER, PROMOTE or REMOVE (got ${String(request.kind)})`);
-  }
-}
-
-function describeChange(change: MembershipChange): string {
-  switch (change.kind) {
-    case 'add_learner':
-      return `add ${change.memberId} (${change.address}) as a learner`;
-    case 'promote':
-      return `promote ${change.memberId}`;
-    case 'remove':
-      return `remove ${change.memberId}`;
   }
 }
 

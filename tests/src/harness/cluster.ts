@@ -269,7 +269,7 @@ class ManagedProcess {
 }
 
 /** The address of a `{"msg":"serving","address":...}` JSON log line, else undefined. */
-function servingAddress(line: string): string | undefined {
+export function servingAddress(line: string): string | undefined {
   if (!line.startsWith('{')) return undefined;
   try {
     const record = JSON.parse(line) as { msg?: unknown; address?: unknown };

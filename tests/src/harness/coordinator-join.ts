@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Metadata } from '@grpc/grpc-js';
 import type { MemberStatus, StatusResponse } from '@concord/proto/cluster';
-import { describeExit, freePorts, type LocalCluster, type ProcessExit } from './cluster.js';
+import { describeExit, freePorts, servingAddress, type LocalCluster, type ProcessExit } from './cluster.js';
 import { clusterClient } from './grpc.js';
 import { childEnv, nodeBinary, repoRoot } from './paths.js';
 import { track } from './reaper.js';
@@ -160,15 +160,4 @@ export async function startJoiningCoordinator(cluster: LocalCluster, memberId: s
     ...(options.args ?? []),
   ];
   return JoiningCoordinator.start(memberId, address, argv, options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS);
-}
-
-/** The address of a `{"msg":"serving","address":...}` JSON log line, else undefined. */
-function servingAddress(line: string): string | undefined {
-  if (!line.startsWith('{')) return undefined;
-  try {
-    const record = JSON.parse(line) as { msg?: unknown; address?: unknown };
-    return record.msg === 'serving' && typeof record.address === 'string' ? record.address : undefined;
-  } catch {
-    return undefined;
-  }
 }

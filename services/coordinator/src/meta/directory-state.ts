@@ -3,7 +3,8 @@
 // builds a new one, so a reader holding one never sees it change under it.
 
 import { HashRing, MAX_VNODES_PER_GROUP, compareGroupIds } from '@concord/ring';
-import { ID_DOC, ID_PATTERN, addressProblem } from '../addresses.js';
+import { ID_DOC, ID_PATTERN } from '@concord/runtime';
+import { addressProblem } from '../addresses.js';
 
 /** One shard group: its id on the ring and the address of every replica, in the order given. */
 export interface ShardGroupEntry {

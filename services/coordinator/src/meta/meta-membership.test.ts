@@ -14,24 +14,13 @@ import type { ShardNode } from '@concord/shard';
 import { startCoordinator, type CoordinatorNode } from '../coordinator-node.js';
 import { METADATA_STATUS_SCOPE, STATUS_SCOPE_MEMBER } from '../meta-status.js';
 import { compileCoordinatorOptions } from '../options.js';
-import { CoordinatorClient, MetaTestCluster, call, eventually, freePorts, startTestShards, testLogger } from '../testing.js';
+import { CoordinatorClient, MetaTestCluster, call, eventually, failsWith, freePorts, startTestShards, testLogger } from '../testing.js';
 
 const IDS = ['coordinator-0', 'coordinator-1', 'coordinator-2'];
 const NEW_ID = 'coordinator-3';
 const { MEMBERSHIP_CHANGE_KIND_ADD_LEARNER: ADD, MEMBERSHIP_CHANGE_KIND_PROMOTE: PROMOTE, MEMBERSHIP_CHANGE_KIND_REMOVE: REMOVE } = MembershipChangeKind;
 /** Bounded retries of a promote refused while the learner catches up (a liveness guard). */
 const PROMOTE_ATTEMPTS = 100;
-
-async function failsWith(work: Promise<unknown>, code: status, details: RegExp): Promise<GrpcError> {
-  let caught: GrpcError | undefined;
-  await assert.rejects(work, (error: GrpcError) => {
-    assert.equal(error.code, code, `expected ${status[code]}, got ${status[error.code]}: ${error.details}`);
-    assert.match(error.details, details);
-    caught = error;
-    return true;
-  });
-  return caught as GrpcError;
-}
 
 function change(client: CoordinatorClient, request: Partial<ChangeShardMembershipRequest>): Promise<ChangeShardMembershipResponse> {
   const full: ChangeShardMembershipRequest = { groupId: 'meta', kind: ADD, memberId: '', address: '', ...request };

@@ -14,11 +14,11 @@
 
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { METADATA_LEADER, METADATA_REASON, REASON_NOT_LEADER } from '@concord/client';
-import type { ConsensusStatus, MemberInfo, MembershipChange, MembershipOutcome } from '@concord/consensus';
+import { describeMembershipChange, sortMembers, type ConsensusStatus, type MemberInfo, type MembershipChange, type MembershipOutcome } from '@concord/consensus';
 import type { ChangeShardMembershipRequest, ChangeShardMembershipResponse } from '@concord/proto/cluster';
 import { MembershipChangeKind } from '@concord/proto/shard';
-import { ServiceError } from '@concord/runtime';
-import { ID_DOC, ID_PATTERN, addressProblem } from '../addresses.js';
+import { ID_DOC, ID_PATTERN, ServiceError } from '@concord/runtime';
+import { addressProblem } from '../addresses.js';
 import type { DirectoryState } from './directory-state.js';
 
 /** How long one step may take when the caller set no sooner deadline (as for a shard group's). */
@@ -75,7 +75,7 @@ export async function changeMetaMembership(
     // The driver resolves a change once it applies; without a majority it never does.
     throw new ServiceError(
       grpcStatus.UNAVAILABLE,
-      `the meta group did not apply the change to ${describeChange(change)} before the deadline (is a majority of its voters running?); ` +
+      `the meta group did not apply the change to ${describeMembershipChange(change)} before the deadline (is a majority of its voters running?); ` +
         'it may still apply: check concord status before repeating it',
     );
   }
@@ -91,7 +91,7 @@ export async function changeMetaMembership(
       );
     }
     case 'rejected':
-      throw new ServiceError(grpcStatus.FAILED_PRECONDITION, `the meta group refused to ${describeChange(change)}: ${outcome.reason}; ${adviceFor(change)}`);
+      throw new ServiceError(grpcStatus.FAILED_PRECONDITION, `the meta group refused to ${describeMembershipChange(change)}: ${outcome.reason}; ${adviceFor(change)}`);
   }
 }
 
@@ -110,7 +110,7 @@ function checkAddition(source: MetaMembershipSource, change: Extract<MembershipC
   if (members.some((member) => member.memberId === memberId)) {
     throw new ServiceError(
       grpcStatus.FAILED_PRECONDITION,
-      `the meta group refused to ${describeChange(change)}: ${memberId} is already a member; ${adviceFor(change)}`,
+      `the meta group refused to ${describeMembershipChange(change)}: ${memberId} is already a member; ${adviceFor(change)}`,
     );
   }
   const owner = members.find((member) => member.address === address);
@@ -128,20 +128,7 @@ function checkAddition(source: MetaMembershipSource, change: Extract<MembershipC
 
 /** Voters first, then learners, each by member id (as a shard group answers). */
 function sortedMembers(members: readonly MemberInfo[]): ChangeShardMembershipResponse['members'] {
-  return [...members]
-    .sort((a, b) => Number(b.voter) - Number(a.voter) || a.memberId.localeCompare(b.memberId))
-    .map((member) => ({ memberId: member.memberId, address: member.address, voter: member.voter }));
-}
-
-function describeChange(change: MembershipChange): string {
-  switch (change.kind) {
-    case 'add_learner':
-      return `add ${change.memberId} (${change.address}) as a learner`;
-    case 'promote':
-      return `promote ${change.memberId}`;
-    case 'remove':
-      return `remove ${change.memberId}`;
-  }
+  return sortMembers(members).map((member) => ({ memberId: member.memberId, address: member.address, voter: member.voter }));
 }
 
 function adviceFor(change: MembershipChange): string {
