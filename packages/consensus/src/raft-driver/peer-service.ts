@@ -30,8 +30,9 @@ export const SENDER_ADDRESS_METADATA = 'concord-sender-address';
 /** Largest snapshot a follower accepts (default); larger ones fail with RESOURCE_EXHAUSTED. */
 export const DEFAULT_MAX_SNAPSHOT_BYTES = 1024 * 1024 * 1024;
 
-// The peer stream carries heartbeats several times a second: a span per stream would be noise.
-ignoreGrpcMethods(ConsensusService.send.path);
+// The peer stream carries heartbeats several times a second: a span per stream would be noise. So
+// would the bootstrap guard's probes, repeated every quarter second while a member starts.
+ignoreGrpcMethods(ConsensusService.send.path, ConsensusService.probe.path);
 
 export interface ConsensusPeerServiceOptions {
   logger?: Logger;
