@@ -219,9 +219,11 @@ async function measure(options: Options, set: ProcessSet, root: string): Promise
     }
     try {
       const leader = await target.leader();
-      progress(`${system}: leader ${leader}; writing ${options.readKeys} keys for the gets`);
       if (options.scenarios === undefined || options.scenarios.some((id) => id.startsWith('get'))) {
+        progress(`${system}: leader ${leader}; writing ${options.readKeys} keys for the gets`);
         await writeReadKeys(target, options.readKeys, value);
+      } else {
+        progress(`${system}: leader ${leader}`);
       }
       let nextWrite = 0;
       let nextRead = 0;
