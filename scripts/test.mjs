@@ -24,7 +24,7 @@ function testFiles(dir) {
 const roots = ['packages', 'services'].flatMap((top) =>
   readdirSync(join(root, top)).map((name) => join(root, top, name, 'dist')),
 );
-roots.push(join(root, 'tests', 'dist'));
+roots.push(join(root, 'tests', 'dist'), join(root, 'bench', 'dist'));
 const files = roots.flatMap(testFiles).sort();
 if (files.length === 0) {
   console.error('no test files found: did the build run?');

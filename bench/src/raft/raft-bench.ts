@@ -429,7 +429,7 @@ async function etcdTarget(urls: ReadonlyMap<string, string>, deadlineMs: number)
 }
 
 /** Totals of a replica's `concord_raft_append_batch_entries{kind="persist"}` histogram: WAL appends with entries, and their entries. */
-interface WalAppends {
+export interface WalAppends {
   appends: number;
   entries: number;
   /** concord_raft_fsync_seconds: WAL appends timed (write + fdatasync) and their total seconds. */
@@ -457,7 +457,7 @@ async function scrapeWalAppends(metrics: ReadonlyMap<string, string>): Promise<M
   return totals;
 }
 
-function walAppendsInWindow(
+export function walAppendsInWindow(
   start: ReadonlyMap<string, WalAppends>,
   end: ReadonlyMap<string, WalAppends>,
   leader: string,
@@ -482,7 +482,7 @@ function walAppendsInWindow(
 }
 
 /** Per member of the role: WAL appends with entries per second, entries in each, and the mean write + fdatasync time. */
-interface WalAppendUse {
+export interface WalAppendUse {
   per_sec: number;
   entries_per_append: number;
   ms_per_append: number;
