@@ -71,6 +71,7 @@
 
 import { mkdir, open, readFile, readdir, rename, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
+import { lockDirectory } from './dir-lock.js';
 import { fsyncDirectory, hasErrorCode, writeFully } from './fs-durability.js';
 import {
   FRAME_HEADER_BYTES,
@@ -237,6 +238,8 @@ async function createSegment(dir: string, segment: number): Promise<ActiveSegmen
 
 export class WriteAheadLog {
   private readonly queue: PendingAppend[] = [];
+  /** Releases the folder's LOCK (dir-lock.ts); set by open(). */
+  private unlock: () => Promise<void> = async () => undefined;
   private draining = false;
   private drained: Promise<void> = Promise.resolve();
   private signalDrained: () => void = () => undefined;
@@ -259,6 +262,18 @@ export class WriteAheadLog {
   static async open(options: WalOptions): Promise<WalOpenResult> {
     const config = compileWalOptions(options);
     await ensureDirectory(config.dir);
+    const unlock = await lockDirectory(config.dir);
+    try {
+      const opened = await WriteAheadLog.openLocked(config);
+      opened.wal.unlock = unlock;
+      return opened;
+    } catch (error) {
+      await unlock();
+      throw error;
+    }
+  }
+
+  private static async openLocked(config: WalConfig): Promise<WalOpenResult> {
 
     const names = await readdir(config.dir);
     const segments: number[] = [];
@@ -509,6 +524,7 @@ export class WriteAheadLog {
     } finally {
       await this.active.handle.close();
       this.state = 'closed';
+      await this.unlock();
     }
   }
 }
