@@ -163,7 +163,7 @@ test('a put and a get through the coordinator make one trace in Jaeger: client, 
     const shardPropose = shardProposes[0]!;
     assert.equal(tagOf(shardPropose, 'concord.group_id'), GROUP, `shard.propose put names the group${shown}`);
     assert.equal(tagOf(shardPropose, 'concord.propose.outcome'), 'applied', `shard.propose put says it applied${shown}`);
-    assert.equal(tagOf(shardPropose, 'concord.log_index'), answer.version, `shard.propose put names the log index, which is the put's version${shown}`);
+    assert.equal(tagOf(shardPropose, 'concord.index'), answer.version, `shard.propose put names the log index, which is the put's version${shown}`);
     const consensusProposes = childrenOf(shardPropose, 'consensus.propose');
     assert.equal(consensusProposes.length, 1, `consensus.propose is a child of shard.propose put${shown}`);
     const consensusPropose = consensusProposes[0]!;

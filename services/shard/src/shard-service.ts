@@ -315,7 +315,7 @@ export class ShardHandlers {
       try {
         const result = await group.propose(encoded);
         span.setAttribute('concord.propose.outcome', result.kind);
-        if (result.kind === 'applied') span.setAttribute('concord.log_index', result.index);
+        if (result.kind === 'applied') span.setAttribute('concord.index', result.index);
         return result;
       } catch (error) {
         span.recordException(error instanceof Error ? error : String(error));
