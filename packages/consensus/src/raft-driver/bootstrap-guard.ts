@@ -30,7 +30,7 @@
 import { Metadata, type ChannelCredentials } from '@grpc/grpc-js';
 import { readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ConsensusClient, ProbeGroupState, type ProbeResponse } from '@concord/proto/consensus';
+import { ConsensusClient, ProbeGroupState, ProbeResponse } from '@concord/proto/consensus';
 import { CLIENT_CHANNEL_OPTIONS, type Logger, type OptionSpec } from '@concord/runtime';
 import type { ConsensusStatus } from '../types.js';
 import { HeardFromLedger } from './heard-from-ledger.js';
@@ -370,17 +370,11 @@ export class BootstrapGuard implements ProbeSubject {
   }
 
   answer(askingMember: string): ProbeResponse {
-    const base: ProbeResponse = {
+    const base = ProbeResponse.fromPartial({
       state: this.emptyDataDir ? ProbeGroupState.PROBE_GROUP_STATE_BOOTSTRAPPING : ProbeGroupState.PROBE_GROUP_STATE_RECOVERING,
       memberId: this.options.memberId,
-      term: 0,
-      commitIndex: 0,
-      appliedIndex: 0,
-      snapshotIndex: 0,
-      voters: [],
-      learners: [],
       heardFromMember: this.ledger.has(askingMember),
-    };
+    });
     if (this.status === undefined) return base;
     const status = this.currentStatus();
     if (status === undefined) return { ...base, state: ProbeGroupState.PROBE_GROUP_STATE_ABSENT, heardFromMember: false };

@@ -12,7 +12,7 @@ import {
   type InstallSnapshotResponse,
   ProbeGroupState,
   type ProbeRequest,
-  type ProbeResponse,
+  ProbeResponse,
   type SendRequest,
   type SendResponse,
 } from '@concord/proto/consensus';
@@ -166,17 +166,10 @@ export class ConsensusPeerService {
   private probe(request: ProbeRequest): ProbeResponse {
     const subject = this.probeSubjects.get(request.groupId);
     if (subject !== undefined) return subject.answer(request.memberId);
-    return {
+    return ProbeResponse.fromPartial({
       state: ProbeGroupState.PROBE_GROUP_STATE_ABSENT,
       memberId: this.groups.get(request.groupId)?.memberId ?? '',
-      term: 0,
-      commitIndex: 0,
-      appliedIndex: 0,
-      snapshotIndex: 0,
-      voters: [],
-      learners: [],
-      heardFromMember: false,
-    };
+    });
   }
 
   private handleInstallSnapshot(
