@@ -88,7 +88,9 @@ describe('WAL recovery from a torn last record', () => {
           const context = `${damage} at offset ${offset} of the last record`;
           assert.equal(recovered.records.length, expected, context);
           recovered.records.forEach((r, i) => assert.deepEqual(r.data, payload(i), `${context}: record ${i}`));
-          assert.equal(recovered.truncatedBytes, intact ? 0 : damaged.length - lastStart, context);
+          // A tail of zeros only reads as preallocated space: nothing is cut, so nothing is reported.
+          const zeroTail = damage === 'zeros' && offset === 0;
+          assert.equal(recovered.truncatedBytes, intact || zeroTail ? 0 : damaged.length - lastStart, context);
 
           const extra = Buffer.from(`appended after ${damage} at ${offset}`);
           const [position] = await recovered.wal.append([extra]);

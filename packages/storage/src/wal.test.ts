@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { WriteAheadLog, type WalPosition } from './wal.js';
@@ -104,6 +104,7 @@ describe('WriteAheadLog basics', () => {
       await assert.rejects(WriteAheadLog.open({ dir, segmentBytes: 10 }), /WalOptions\.segmentBytes must be an integer/);
       await assert.rejects(WriteAheadLog.open({ dir, maxRecordBytes: 1.5 }), /WalOptions\.maxRecordBytes/);
       await assert.rejects(WriteAheadLog.open({ dir: '' }), /WalOptions\.dir/);
+      await assert.rejects(WriteAheadLog.open({ dir, preallocateBytes: -1 }), /WalOptions\.preallocateBytes must be an integer from 0/);
     });
   });
 
@@ -324,6 +325,103 @@ describe('WriteAheadLog limits and closing', () => {
       const { wal, records } = await WriteAheadLog.open({ dir });
       await wal.close();
       assert.deepEqual(records, []);
+    });
+  });
+});
+
+describe('WriteAheadLog preallocation', () => {
+  const preallocateBytes = 4096;
+
+  it('extends the active segment with zeros ahead of the records, and a crash leaves them as free space', async () => {
+    await withTempDir(async (root) => {
+      const dir = join(root, 'wal');
+      const { wal } = await WriteAheadLog.open({ dir, preallocateBytes });
+      const first = [record(0, 100), record(1, 100)];
+      await wal.append(first);
+      const path = join(dir, segmentFileName(0));
+      const used = SEGMENT_HEADER_BYTES + 2 * (FRAME_HEADER_BYTES + 100);
+      const bytes = await readFile(path);
+      assert.equal(bytes.length, used + preallocateBytes);
+      assert.ok(bytes.subarray(used).every((b) => b === 0), 'the space after the records is zeros');
+
+      // The next batch fits in the preallocated space: the file keeps its length.
+      await wal.append([record(2, 100)]);
+      assert.equal((await stat(path)).size, used + preallocateBytes);
+
+      // A crash (the folder copied while the log is open): every record is back, nothing is
+      // reported as torn, and appends continue right after the last record.
+      const crashed = join(root, 'crashed');
+      await cp(dir, crashed, { recursive: true });
+      await wal.close();
+      const recovered = await WriteAheadLog.open({ dir: crashed, preallocateBytes });
+      assert.deepEqual(
+        recovered.records.map((r) => r.data),
+        [...first, record(2, 100)],
+      );
+      assert.equal(recovered.truncatedBytes, 0);
+      const [position] = await recovered.wal.append([record(3, 100)]);
+      assert.deepEqual(position, { segment: 0, offset: used + FRAME_HEADER_BYTES + 100 });
+      await recovered.wal.close();
+      assert.equal((await reopen(crashed)).records.length, 4);
+    });
+  });
+
+  it('grows by another step once the records reach the end of the preallocated space', async () => {
+    await withTempDir(async (dir) => {
+      const { wal } = await WriteAheadLog.open({ dir, preallocateBytes });
+      const path = join(dir, segmentFileName(0));
+      let used = SEGMENT_HEADER_BYTES;
+      for (let i = 0; i < 12; i++) {
+        await wal.append([record(i, 1000)]);
+        used += FRAME_HEADER_BYTES + 1000;
+        const size = (await stat(path)).size;
+        assert.ok(size > used && size <= used + preallocateBytes, `after record ${i}: file ${size} bytes, records end at ${used}`);
+      }
+      await wal.close();
+      assert.equal((await stat(path)).size, used, 'close trims the zeros');
+      assert.equal((await reopen(dir)).records.length, 12);
+    });
+  });
+
+  it('seals a segment without its zeros, never preallocating past segmentBytes', async () => {
+    await withTempDir(async (dir) => {
+      const segmentBytes = SEGMENT_HEADER_BYTES + 3 * (FRAME_HEADER_BYTES + 100);
+      const { wal } = await WriteAheadLog.open({ dir, segmentBytes, preallocateBytes });
+      await wal.append([record(0, 100)]);
+      assert.equal((await stat(join(dir, segmentFileName(0)))).size, segmentBytes);
+      for (let i = 1; i < 5; i++) await wal.append([record(i, 100)]);
+      // Segment 0 is sealed with exactly its three records; a zero tail there would be corruption.
+      assert.equal((await stat(join(dir, segmentFileName(0)))).size, segmentBytes);
+      assert.deepEqual(await segmentFiles(dir), [segmentFileName(0), segmentFileName(1)]);
+      await wal.close();
+      assert.equal((await reopen(dir, { segmentBytes })).records.length, 5);
+    });
+  });
+
+  it('writes the records only when preallocateBytes is 0', async () => {
+    await withTempDir(async (dir) => {
+      const { wal } = await WriteAheadLog.open({ dir, preallocateBytes: 0 });
+      await wal.append([record(0, 100)]);
+      assert.equal((await stat(join(dir, segmentFileName(0)))).size, SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + 100);
+      await wal.close();
+    });
+  });
+
+  it('still cuts a torn record that a zero tail follows, and reports it', async () => {
+    await withTempDir(async (dir) => {
+      const { wal } = await WriteAheadLog.open({ dir, preallocateBytes });
+      await wal.append([record(0, 100), record(1, 100)]);
+      const path = join(dir, segmentFileName(0));
+      const crashed = await readFile(path);
+      await wal.close();
+      // The second record torn: its last 10 bytes lost, the preallocated zeros after it intact.
+      const secondEnd = SEGMENT_HEADER_BYTES + 2 * (FRAME_HEADER_BYTES + 100);
+      crashed.fill(0, secondEnd - 10, secondEnd);
+      await writeFile(path, crashed);
+      const recovered = await WriteAheadLog.open({ dir, preallocateBytes });
+      assert.equal(recovered.records.length, 1);
+      assert.equal(recovered.truncatedBytes, crashed.length - (SEGMENT_HEADER_BYTES + FRAME_HEADER_BYTES + 100));
+      await recovered.wal.close();
     });
   });
 });
