@@ -150,6 +150,31 @@ describe('RaftGroup over gRPC', () => {
     assert.ok(members.some((m) => m.group.status().snapshotIndex > 0), 'some member should have snapshotted');
   });
 
+  it('spaces automatic snapshots of a large state by the bytes applied since the last one (snapshotLogRatio)', async () => {
+    // snapshotEvery 5 on its own would snapshot every 5 entries. With the ratio rule on for any
+    // state (minimum 1 byte) and a ratio of 1, a snapshot also waits for a log as large as the last
+    // snapshot; the test machine's snapshot holds every command so far, so the gaps keep growing.
+    const snapshotsTaken = async (overrides: { snapshotLogRatio: number; snapshotRatioMinBytes: number }): Promise<number[]> => {
+      cluster = await TestCluster.start(['a', 'b', 'c'], { snapshotEvery: 5, ...overrides });
+      const leader = await cluster.leader();
+      const seen = new Set<number>();
+      for (let i = 0; i < 120; i++) {
+        await proposeOnLeader(cluster, `key-${i}=${'v'.repeat(20)}`);
+        seen.add(leader.group.status().snapshotIndex);
+      }
+      await cluster.close();
+      cluster = undefined;
+      return [...seen].filter((index) => index > 0).sort((x, y) => x - y);
+    };
+    const plain = await snapshotsTaken({ snapshotLogRatio: 0, snapshotRatioMinBytes: 0 });
+    const spaced = await snapshotsTaken({ snapshotLogRatio: 1, snapshotRatioMinBytes: 1 });
+    assert.ok(plain.length >= 15, `without the ratio rule the leader should snapshot about every 5 entries: ${plain.join(', ')}`);
+    assert.ok(spaced.length >= 2, `with the ratio rule the leader should still snapshot: ${spaced.join(', ')}`);
+    assert.ok(spaced.length * 3 <= plain.length, `the ratio rule should space snapshots out: ${spaced.join(', ')} against ${plain.join(', ')}`);
+    const gaps = spaced.slice(1).map((index, i) => index - spaced[i]!);
+    assert.ok(gaps.at(-1)! > gaps[0]!, `gaps between snapshots should grow with the state: ${gaps.join(', ')}`);
+  });
+
   it('catches up a replica that was down while the log behind it was compacted, with InstallSnapshot', async () => {
     cluster = await TestCluster.start(['a', 'b', 'c'], { snapshotEvery: 10 });
     const leader = await cluster.leader();

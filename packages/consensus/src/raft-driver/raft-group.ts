@@ -87,8 +87,19 @@ export const RAFT_DEFAULTS = {
   maxAppendBytes: 1024 * 1024,
   /** Appends in flight to one follower before waiting for acknowledgements. */
   maxInflightAppends: 64,
-  /** Snapshot and compact the log after this many applied entries. */
+  /** Snapshot and compact the log after this many applied entries (but see snapshotLogRatio). */
   snapshotEvery: 10_000,
+  /**
+   * A snapshot rewrites the whole state, so with a large state a fixed entry count makes the cost
+   * of a write grow with the data (a 300 MB state snapshotted every 10,000 small writes rewrites
+   * 100 bytes per byte written). Once the last snapshot holds at least snapshotRatioMinBytes, an
+   * automatic snapshot also waits until the entries applied since it add up to this fraction of its
+   * size: snapshot bytes written per log byte stay at or below 1 / snapshotLogRatio, and the log
+   * kept in memory below this fraction of the state. Redis rewrites its append-only file on the same
+   * principle (auto-aof-rewrite-percentage, auto-aof-rewrite-min-size).
+   */
+  snapshotLogRatio: 0.5,
+  snapshotRatioMinBytes: 4 * 1024 * 1024,
   /**
    * A proposal not applied within this time resolves `unknown` (its entry may still commit),
    * e.g. when this member lost leadership and is cut off from the new leader.
@@ -130,6 +141,8 @@ export interface RaftGroupOptions<Result> {
   maxAppendBytes?: number;
   maxInflightAppends?: number;
   snapshotEvery?: number;
+  snapshotLogRatio?: number;
+  snapshotRatioMinBytes?: number;
   proposalTimeoutMs?: number;
   readTimeoutMs?: number;
   maxQueuedMessages?: number;
@@ -225,6 +238,12 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private readonly config: Omit<RaftConfig, 'id' | 'random'> & { readOnlyMode: ReadOnlyMode };
   private readonly tickMs: number;
   private readonly snapshotEvery: number;
+  private readonly snapshotLogRatio: number;
+  private readonly snapshotRatioMinBytes: number;
+  /** Size of the state in the last snapshot written, installed or recovered. */
+  private lastSnapshotBytes = 0;
+  /** Bytes of the entries applied after the state the last snapshot captured. */
+  private appliedBytesSinceSnapshot = 0;
   private readonly proposalTimeoutMs: number;
   private readonly readTimeoutMs: number;
   private readonly maxQueuedMessages: number;
@@ -306,6 +325,14 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     };
     this.tickMs = positiveInteger('tickMs', options.tickMs, RAFT_DEFAULTS.tickMs);
     this.snapshotEvery = positiveInteger('snapshotEvery', options.snapshotEvery, RAFT_DEFAULTS.snapshotEvery);
+    this.snapshotLogRatio = options.snapshotLogRatio ?? RAFT_DEFAULTS.snapshotLogRatio;
+    if (!Number.isFinite(this.snapshotLogRatio) || this.snapshotLogRatio < 0) {
+      throw new RangeError(`snapshotLogRatio: must be a finite number ≥ 0 (got ${String(options.snapshotLogRatio)})`);
+    }
+    this.snapshotRatioMinBytes = options.snapshotRatioMinBytes ?? RAFT_DEFAULTS.snapshotRatioMinBytes;
+    if (!Number.isSafeInteger(this.snapshotRatioMinBytes) || this.snapshotRatioMinBytes < 0) {
+      throw new RangeError(`snapshotRatioMinBytes: must be an integer ≥ 0 (got ${String(options.snapshotRatioMinBytes)})`);
+    }
     this.proposalTimeoutMs = positiveInteger('proposalTimeoutMs', options.proposalTimeoutMs, RAFT_DEFAULTS.proposalTimeoutMs);
     this.readTimeoutMs = positiveInteger('readTimeoutMs', options.readTimeoutMs, RAFT_DEFAULTS.readTimeoutMs);
     this.maxQueuedMessages = positiveInteger('maxQueuedMessages', options.maxQueuedMessages, RAFT_DEFAULTS.maxQueuedMessages);
@@ -830,6 +857,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     if (entry.index !== this.applied + 1) {
       throw new Error(`committed entry ${entry.index} does not follow the applied index ${this.applied}`);
     }
+    this.appliedBytesSinceSnapshot += entry.data.byteLength;
     switch (entry.type) {
       case 'normal': {
         const content = decodeNormalEntry(entry.data, entry.index);
@@ -966,7 +994,11 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
 
   private maybeSnapshot(): void {
     if (this.state !== 'running' || this.snapshotInProgress !== undefined) return;
-    if (this.applied - Math.max(this.snapshotAttemptIndex, this.savedSnapshotIndex) >= this.snapshotEvery) this.takeSnapshot(undefined);
+    if (this.applied - Math.max(this.snapshotAttemptIndex, this.savedSnapshotIndex) < this.snapshotEvery) return;
+    // A large state waits for a log worth a share of it (RAFT_DEFAULTS.snapshotLogRatio).
+    const large = this.lastSnapshotBytes > 0 && this.lastSnapshotBytes >= this.snapshotRatioMinBytes;
+    if (large && this.appliedBytesSinceSnapshot < this.snapshotLogRatio * this.lastSnapshotBytes) return;
+    this.takeSnapshot(undefined);
   }
 
   /**
@@ -995,13 +1027,22 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     const machine = this.options.stateMachine;
     const captured = machine.snapshotAsync !== undefined ? machine.snapshotAsync() : Promise.resolve(machine.snapshot());
     this.snapshotAttemptIndex = meta.index;
+    // Entries applied from now on count towards the next snapshot; given back if this one fails.
+    const bytesCaptured = this.appliedBytesSinceSnapshot;
+    this.appliedBytesSinceSnapshot = 0;
+    let stateBytes = 0;
     const storage = this.requireStorage();
     const payload: Pick<SnapshotPayload, 'meta'> = { meta };
-    captured.then((stateMachineData) => storage.writeSnapshotFile({ meta, addresses, stateMachineData })).then(
+    const writing = captured.then((stateMachineData) => {
+      stateBytes = stateMachineData.byteLength;
+      return storage.writeSnapshotFile({ meta, addresses, stateMachineData });
+    });
+    writing.then(
       (written) => {
         this.snapshotInProgress = undefined;
         if (written) {
           this.savedSnapshotIndex = Math.max(this.savedSnapshotIndex, payload.meta.index);
+          this.lastSnapshotBytes = stateBytes;
           this.metrics.snapshot('taken');
         }
         if (!written) {
@@ -1013,6 +1054,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       },
       (error: unknown) => {
         this.snapshotInProgress = undefined;
+        this.appliedBytesSinceSnapshot += bytesCaptured;
         for (const w of waiters) w.reject(error);
         // A failed snapshot write leaves the log intact; the next attempt comes snapshotEvery
         // entries later (or with snapshotNow).
@@ -1048,6 +1090,8 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private restoreSnapshot(payload: SnapshotPayload): void {
     this.options.stateMachine.restore(payload.stateMachineData);
     this.applied = payload.meta.index;
+    this.lastSnapshotBytes = payload.stateMachineData.byteLength;
+    this.appliedBytesSinceSnapshot = 0;
     this.appliedMembership = payload.meta.membership;
     this.savedSnapshotIndex = Math.max(this.savedSnapshotIndex, payload.meta.index);
     this.snapshotAttemptIndex = Math.max(this.snapshotAttemptIndex, payload.meta.index);
