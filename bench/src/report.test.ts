@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
 import { runClosedLoop } from './closed-loop.js';
 import { formatSummary, ratio, summarize } from './report.js';
-import { walAppendsInWindow } from './raft/raft-bench.js';
+import { medianRatios, roundRatios, walAppendsInWindow } from './raft/raft-bench.js';
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -58,5 +58,23 @@ describe('closed loop and report', () => {
     assert.deepEqual(use['leader'], { per_sec: 200, entries_per_append: 23, ms_per_append: 1.1 });
     // Followers: per member, 2000 appends of 46,000 entries between them, 1.4 s over 2000.
     assert.deepEqual(use['followers'], { per_sec: 200, entries_per_append: 23, ms_per_append: 0.7 });
+  });
+
+  it('takes the ratios of each round, then their median per key', () => {
+    const round = (concordOps: number, etcdOps: number) =>
+      roundRatios([
+        { id: 'concord-put-c64', ops_per_sec: concordOps, p50_ms: 8, p99_ms: 40 },
+        { id: 'etcd-put-c64', ops_per_sec: etcdOps, p50_ms: 4, p99_ms: 20 },
+      ]);
+    const rounds = [round(5000, 10_000), round(6000, 8000), round(9000, 9000)];
+    assert.equal(rounds[0]?.['put_c64_ops_per_sec_concord_vs_etcd'], 0.5);
+    assert.equal(rounds[0]?.['put_c64_p99_concord_vs_etcd'], 2);
+    assert.equal('put_c1_ops_per_sec_concord_vs_etcd' in (rounds[0] ?? {}), false, 'scenarios neither system ran have no ratio');
+    const medians = medianRatios(rounds);
+    // 0.5, 0.75 and 1: the median is the middle one, not the ratio of the summed throughputs.
+    assert.equal(medians['put_c64_ops_per_sec_concord_vs_etcd'], 0.75);
+    assert.equal(medians['put_c64_p50_concord_vs_etcd'], 2);
+    assert.equal(medianRatios([round(5000, 10_000), round(6000, 8000)])['put_c64_ops_per_sec_concord_vs_etcd'], 0.625);
+    assert.equal(medianRatios([{ x: undefined }])['x'], undefined);
   });
 });

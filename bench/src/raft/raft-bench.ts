@@ -1,7 +1,10 @@
 // `npm run bench -- raft`: one Concord shard group of three Raft replicas next to a three-member
 // etcd cluster, under the same closed-loop load (puts at concurrency 1 and 64, linearizable gets
 // at 64), each system measured with its own client against its leader. The systems run one after
-// the other, never at the same time, so neither takes cores from the other.
+// the other, never at the same time, so neither takes cores from the other. With --rounds N they
+// take turns N times, each time on a fresh cluster, and the ratios are the medians of the rounds'
+// ratios: a machine whose speed drifts between runs (a shared virtual machine) then skews both
+// systems alike.
 import { randomBytes } from 'node:crypto';
 import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -41,7 +44,10 @@ Needs ${ETCD_BINARY} (Debian package etcd-server; installed with apt-get when ru
   --deadline-ms <ms>  deadline of every request (default 5000)
   --systems <list>    concord,etcd (default both)
   --cpu-prof-dir <dir> write a V8 CPU profile of every Concord replica to <dir> when it stops
-  --scenarios <list>  run only these of put-c1,put-c64,get-c64 (default all)
+  --scenarios <list>  run only these of put-c1,put-c64,get-c64 (default all), or also put-c16,
+                      put-c256 (not run by default: how throughput grows with requests in flight)
+  --rounds <n>        let the systems take turns n times, fresh clusters each time, order
+                      alternating (default 1); ratios are the medians of the rounds' ratios
 `;
 
 interface Options {
@@ -52,6 +58,7 @@ interface Options {
   systems: System[];
   cpuProfDir: string | undefined;
   scenarios: string[] | undefined;
+  rounds: number;
 }
 
 type System = 'concord' | 'etcd';
@@ -61,16 +68,22 @@ interface Scenario {
   id: string;
   op: Op;
   concurrency: number;
+  /** Run only when --scenarios names it. */
+  extra?: boolean;
 }
 
 const SCENARIOS: readonly Scenario[] = [
   { id: 'put-c1', op: 'put', concurrency: 1 },
+  { id: 'put-c16', op: 'put', concurrency: 16, extra: true },
   { id: 'put-c64', op: 'put', concurrency: 64 },
+  { id: 'put-c256', op: 'put', concurrency: 256, extra: true },
   { id: 'get-c64', op: 'get', concurrency: 64 },
 ];
 
 interface Result extends LoopSummary {
   id: string;
+  /** 1-based; with --rounds, which turn of its system this was. */
+  round: number;
   system: System;
   op: Op;
   concurrency: number;
@@ -92,7 +105,16 @@ interface Target {
 class UsageError extends Error {}
 
 function parseArgs(argv: readonly string[]): Options | undefined {
-  const options: Options = { durationS: 5, warmupS: 1, readKeys: 4096, deadlineMs: 5000, systems: ['concord', 'etcd'], cpuProfDir: undefined, scenarios: undefined };
+  const options: Options = {
+    durationS: 5,
+    warmupS: 1,
+    readKeys: 4096,
+    deadlineMs: 5000,
+    systems: ['concord', 'etcd'],
+    cpuProfDir: undefined,
+    scenarios: undefined,
+    rounds: 1,
+  };
   const number = (flag: string, raw: string | undefined, min: number): number => {
     const value = Number(raw);
     if (raw === undefined || !Number.isFinite(value) || value < min) throw new UsageError(`${flag}: expected a number ≥ ${min}, got ${String(raw)}`);
@@ -134,6 +156,12 @@ function parseArgs(argv: readonly string[]): Options | undefined {
         for (const id of ids) if (!SCENARIOS.some((scenario) => scenario.id === id)) throw new UsageError(`--scenarios: unknown scenario ${JSON.stringify(id)}`);
         if (ids.length === 0) throw new UsageError('--scenarios: name at least one of put-c1, put-c64, get-c64');
         options.scenarios = ids;
+        break;
+      }
+      case '--rounds': {
+        const rounds = number(name, value(), 1);
+        if (!Number.isInteger(rounds) || rounds > 20) throw new UsageError(`--rounds: expected a whole number from 1 to 20, got ${rounds}`);
+        options.rounds = rounds;
         break;
       }
       default:
@@ -199,103 +227,121 @@ async function measure(options: Options, set: ProcessSet, root: string): Promise
   }
   const value = randomBytes(VALUE_BYTES);
   const results: Result[] = [];
+  const scenarios = SCENARIOS.filter((scenario) => (options.scenarios === undefined ? scenario.extra !== true : options.scenarios.includes(scenario.id)));
 
-  for (const system of options.systems) {
-    const dataDir = join(root, system);
-    let target: Target;
-    let names: string[];
-    let metricsAddresses: ReadonlyMap<string, string> | undefined;
-    if (system === 'concord') {
-      const { addresses, metrics } = await startConcordGroup(set, dataDir, root, options.cpuProfDir);
-      metricsAddresses = metrics;
-      names = [...addresses.keys()];
-      progress(`concord: 3 shard replicas of g1 on ${[...addresses.values()].join(', ')}`);
-      target = await concordTarget(addresses, options.deadlineMs);
-    } else {
-      const urls = await startEtcdCluster(set, dataDir, root);
-      names = [...urls.keys()];
-      progress(`etcd ${etcdVersion()}: 3 members, clients on ${[...urls.values()].join(', ')}`);
-      target = await etcdTarget(urls, options.deadlineMs);
-    }
-    try {
-      const leader = await target.leader();
-      if (options.scenarios === undefined || options.scenarios.some((id) => id.startsWith('get'))) {
-        progress(`${system}: leader ${leader}; writing ${options.readKeys} keys for the gets`);
-        await writeReadKeys(target, options.readKeys, value);
-      } else {
-        progress(`${system}: leader ${leader}`);
-      }
-      let nextWrite = 0;
-      let nextRead = 0;
-      for (const scenario of SCENARIOS) {
-        if (options.scenarios !== undefined && !options.scenarios.includes(scenario.id)) continue;
-        const leaderBefore = await target.leader();
-        const sampler = new CpuSampler(
-          names.map((name) => ({ role: name === leaderBefore ? `${system}_leader` : `${system}_followers`, pid: set.pid(name) })),
-        );
-        const operation: ClosedLoopOptions['operation'] =
-          scenario.op === 'put'
-            ? () => target.put(benchKey('w', nextWrite++), value)
-            : async () => {
-                const key = benchKey('r', nextRead++ % options.readKeys);
-                const found = await target.get(key);
-                if (found?.length !== VALUE_BYTES) throw new Error(`get ${key}: a key written before the run is missing`);
-              };
-        let windowStart: CpuSample | undefined;
-        let windowEnd: CpuSample | undefined;
-        let batchesAtStart: Promise<Map<string, WalAppends>> | undefined;
-        let batchesAtEnd: Promise<Map<string, WalAppends>> | undefined;
-        const loop = await runClosedLoop({
-          concurrency: scenario.concurrency,
-          warmupMs: options.warmupS * 1000,
-          durationMs: options.durationS * 1000,
-          operation,
-          onWindowStart: () => {
-            windowStart = sampler.sample();
-            if (metricsAddresses !== undefined) batchesAtStart = scrapeWalAppends(metricsAddresses);
-          },
-          onWindowEnd: () => {
-            windowEnd = sampler.sample();
-            if (metricsAddresses !== undefined) batchesAtEnd = scrapeWalAppends(metricsAddresses);
-          },
-        });
-        const summary = summarize(loop);
-        const cpu = windowStart !== undefined && windowEnd !== undefined ? CpuSampler.use(windowStart, windowEnd, summary.ops_per_sec) : {};
-        const result: Result = { id: `${system}-${scenario.id}`, system, op: scenario.op, concurrency: scenario.concurrency, ...summary, cpu };
-        if (batchesAtStart !== undefined && batchesAtEnd !== undefined) {
-          result.wal_appends = walAppendsInWindow(await batchesAtStart, await batchesAtEnd, leaderBefore, options.durationS);
-        }
-        const leaderAfter = await target.leader().catch(() => 'unknown');
-        if (leaderAfter !== leaderBefore) result.leader_changed = `${leaderBefore} → ${leaderAfter}`;
-        results.push(result);
-        const all = cpu['all'];
-        progress(`${result.id.padEnd(16)} ${formatSummary(summary)}${all === undefined ? '' : `  cpu ${all.cores} cores (+${cpu['other']?.cores ?? 0} other)`}`);
-      }
-    } finally {
-      target.close();
-      await set.stopAll();
+  for (let round = 1; round <= options.rounds; round++) {
+    // Alternating the order keeps a machine that speeds up or slows down from favouring one system.
+    const systems = round % 2 === 1 ? options.systems : [...options.systems].reverse();
+    for (const system of systems) {
+      if (options.rounds > 1) progress(`round ${round} of ${options.rounds}: ${system}`);
+      results.push(...(await measureSystem(options, set, join(root, `${system}-${round}`), root, system, round, scenarios, value)));
     }
   }
+  return report(options, machine, results);
+}
 
+/** Starts one system on a fresh data folder, runs every scenario against it and stops it. */
+async function measureSystem(
+  options: Options,
+  set: ProcessSet,
+  dataDir: string,
+  root: string,
+  system: System,
+  round: number,
+  scenarios: readonly Scenario[],
+  value: Buffer,
+): Promise<Result[]> {
+  const results: Result[] = [];
+  let target: Target;
+  let names: string[];
+  let metricsAddresses: ReadonlyMap<string, string> | undefined;
+  if (system === 'concord') {
+    const { addresses, metrics } = await startConcordGroup(set, dataDir, root, options.cpuProfDir);
+    metricsAddresses = metrics;
+    names = [...addresses.keys()];
+    progress(`concord: 3 shard replicas of g1 on ${[...addresses.values()].join(', ')}`);
+    target = await concordTarget(addresses, options.deadlineMs);
+  } else {
+    const urls = await startEtcdCluster(set, dataDir, root);
+    names = [...urls.keys()];
+    progress(`etcd ${etcdVersion()}: 3 members, clients on ${[...urls.values()].join(', ')}`);
+    target = await etcdTarget(urls, options.deadlineMs);
+  }
+  try {
+    const leader = await target.leader();
+    if (scenarios.some((scenario) => scenario.op === 'get')) {
+      progress(`${system}: leader ${leader}; writing ${options.readKeys} keys for the gets`);
+      await writeReadKeys(target, options.readKeys, value);
+    } else {
+      progress(`${system}: leader ${leader}`);
+    }
+    let nextWrite = 0;
+    let nextRead = 0;
+    for (const scenario of scenarios) {
+      const leaderBefore = await target.leader();
+      const sampler = new CpuSampler(
+        names.map((name) => ({ role: name === leaderBefore ? `${system}_leader` : `${system}_followers`, pid: set.pid(name) })),
+      );
+      const operation: ClosedLoopOptions['operation'] =
+        scenario.op === 'put'
+          ? () => target.put(benchKey('w', nextWrite++), value)
+          : async () => {
+              const key = benchKey('r', nextRead++ % options.readKeys);
+              const found = await target.get(key);
+              if (found?.length !== VALUE_BYTES) throw new Error(`get ${key}: a key written before the run is missing`);
+            };
+      let windowStart: CpuSample | undefined;
+      let windowEnd: CpuSample | undefined;
+      let batchesAtStart: Promise<Map<string, WalAppends>> | undefined;
+      let batchesAtEnd: Promise<Map<string, WalAppends>> | undefined;
+      const loop = await runClosedLoop({
+        concurrency: scenario.concurrency,
+        warmupMs: options.warmupS * 1000,
+        durationMs: options.durationS * 1000,
+        operation,
+        onWindowStart: () => {
+          windowStart = sampler.sample();
+          if (metricsAddresses !== undefined) batchesAtStart = scrapeWalAppends(metricsAddresses);
+        },
+        onWindowEnd: () => {
+          windowEnd = sampler.sample();
+          if (metricsAddresses !== undefined) batchesAtEnd = scrapeWalAppends(metricsAddresses);
+        },
+      });
+      const summary = summarize(loop);
+      const cpu = windowStart !== undefined && windowEnd !== undefined ? CpuSampler.use(windowStart, windowEnd, summary.ops_per_sec) : {};
+      const result: Result = { id: `${system}-${scenario.id}`, round, system, op: scenario.op, concurrency: scenario.concurrency, ...summary, cpu };
+      if (batchesAtStart !== undefined && batchesAtEnd !== undefined) {
+        result.wal_appends = walAppendsInWindow(await batchesAtStart, await batchesAtEnd, leaderBefore, options.durationS);
+      }
+      const leaderAfter = await target.leader().catch(() => 'unknown');
+      if (leaderAfter !== leaderBefore) result.leader_changed = `${leaderBefore} → ${leaderAfter}`;
+      results.push(result);
+      const all = cpu['all'];
+      progress(`${result.id.padEnd(16)} ${formatSummary(summary)}${all === undefined ? '' : `  cpu ${all.cores} cores (+${cpu['other']?.cores ?? 0} other)`}`);
+    }
+  } finally {
+    target.close();
+    await set.stopAll();
+  }
+  return results;
+}
+
+/** Prints the JSON report: every result, the warnings, and Concord's figures as ratios of etcd's. */
+async function report(options: Options, machine: MachineInfo, results: Result[]): Promise<number> {
   const warnings: string[] = [];
   if (machine.cpu_busy_before_start > BUSY_WARNING) warnings.push(`other work kept ${Math.round(machine.cpu_busy_before_start * 100)}% of the cores busy before the run`);
   for (const result of results) {
-    if (result.error_rate > ERROR_RATE_WARNING) warnings.push(`${result.id}: ${(result.error_rate * 100).toFixed(2)}% of requests failed; first: ${result.first_error ?? '?'}`);
-    if (result.leader_changed !== undefined) warnings.push(`${result.id}: the leader changed (${result.leader_changed})`);
+    const id = options.rounds > 1 ? `${result.id} (round ${result.round})` : result.id;
+    if (result.error_rate > ERROR_RATE_WARNING) warnings.push(`${id}: ${(result.error_rate * 100).toFixed(2)}% of requests failed; first: ${result.first_error ?? '?'}`);
+    if (result.leader_changed !== undefined) warnings.push(`${id}: the leader changed (${result.leader_changed})`);
     const other = result.cpu['other']?.cores ?? 0;
-    if (other > OTHER_CORES_WARNING) warnings.push(`${result.id}: other processes used ${other} cores during the window; the figures are low`);
+    if (other > OTHER_CORES_WARNING) warnings.push(`${id}: other processes used ${other} cores during the window; the figures are low`);
   }
   for (const warning of warnings) progress(`WARNING ${warning}`);
 
-  const ratios: Record<string, number | undefined> = {};
-  for (const scenario of SCENARIOS) {
-    const concord = results.find((r) => r.id === `concord-${scenario.id}`);
-    const etcd = results.find((r) => r.id === `etcd-${scenario.id}`);
-    const key = scenario.id.replace('-', '_');
-    ratios[`${key}_ops_per_sec_concord_vs_etcd`] = ratio(concord?.ops_per_sec, etcd?.ops_per_sec);
-    ratios[`${key}_p50_concord_vs_etcd`] = ratio(concord?.p50_ms, etcd?.p50_ms);
-    ratios[`${key}_p99_concord_vs_etcd`] = ratio(concord?.p99_ms, etcd?.p99_ms);
-  }
+  const ratiosByRound = Array.from({ length: options.rounds }, (_, index) => roundRatios(results.filter((r) => r.round === index + 1)));
+  const ratios = medianRatios(ratiosByRound);
   const report = {
     bench: 'raft',
     machine,
@@ -308,6 +354,7 @@ async function measure(options: Options, set: ProcessSet, root: string): Promise
       value_bytes: VALUE_BYTES,
       read_keys: options.readKeys,
       deadline_ms: options.deadlineMs,
+      rounds: options.rounds,
       replicas: 3,
       fsync: true,
       get_consistency: 'linearizable',
@@ -316,12 +363,45 @@ async function measure(options: Options, set: ProcessSet, root: string): Promise
     },
     results,
     ratios,
+    ...(options.rounds > 1 ? { ratios_by_round: ratiosByRound } : {}),
     warnings,
   };
   await new Promise<void>((resolve, reject) => {
     process.stdout.write(`${JSON.stringify(report, null, 2)}\n`, (error) => (error ? reject(error) : resolve()));
   });
   return 0;
+}
+
+/** Concord's ops/s, p50 and p99 as multiples of etcd's, per scenario both ran, from one round's results. */
+export function roundRatios(results: readonly Pick<Result, 'id' | 'ops_per_sec' | 'p50_ms' | 'p99_ms'>[]): Record<string, number | undefined> {
+  const ratios: Record<string, number | undefined> = {};
+  for (const scenario of SCENARIOS) {
+    const concord = results.find((r) => r.id === `concord-${scenario.id}`);
+    const etcd = results.find((r) => r.id === `etcd-${scenario.id}`);
+    if (concord === undefined && etcd === undefined) continue;
+    const key = scenario.id.replace('-', '_');
+    ratios[`${key}_ops_per_sec_concord_vs_etcd`] = ratio(concord?.ops_per_sec, etcd?.ops_per_sec);
+    ratios[`${key}_p50_concord_vs_etcd`] = ratio(concord?.p50_ms, etcd?.p50_ms);
+    ratios[`${key}_p99_concord_vs_etcd`] = ratio(concord?.p99_ms, etcd?.p99_ms);
+  }
+  return ratios;
+}
+
+/** Per key, the median of the rounds' ratios (the mean of the middle two for an even count); undefined when no round has it. */
+export function medianRatios(rounds: readonly Record<string, number | undefined>[]): Record<string, number | undefined> {
+  const keys = [...new Set(rounds.flatMap((round) => Object.keys(round)))];
+  const medians: Record<string, number | undefined> = {};
+  for (const key of keys) {
+    const values = rounds.map((round) => round[key]).filter((value): value is number => value !== undefined).sort((a, b) => a - b);
+    if (values.length === 0) {
+      medians[key] = undefined;
+      continue;
+    }
+    const middle = Math.floor(values.length / 2);
+    const median = values.length % 2 === 1 ? values[middle]! : (values[middle - 1]! + values[middle]!) / 2;
+    medians[key] = Number(median.toPrecision(3));
+  }
+  return medians;
 }
 
 async function writeReadKeys(target: Target, count: number, value: Buffer): Promise<void> {
