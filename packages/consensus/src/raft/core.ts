@@ -952,7 +952,11 @@ export class RaftCore {
 
   private handleHeartbeatResponse(m: Message, pr: Progress): void {
     pr.probeSent = false;
-    if (!pr.isLearner) pr.ackedHeartbeatTick = Math.max(pr.ackedHeartbeatTick, m.index);
+    // m.index echoes the heartbeat's send time (bcastHeartbeat). The lease counts from then, not
+    // from now: the acknowledgement may have been held back for any time after the follower
+    // started ignoring candidates (thesis §6.4.1).
+    const leaseStart = this.mutations.leaseCountsFromAckArrival === true ? this.clock : m.index;
+    if (!pr.isLearner) pr.ackedHeartbeatTick = Math.max(pr.ackedHeartbeatTick, leaseStart);
     // A full window with no acknowledgements may mean appends were lost: free one slot so that
     // the next append (which the follower rejects if it has a gap) gets through and repairs it.
     if (pr.state === 'replicate' && pr.inflights.full()) pr.inflights.freeFirstOne();

@@ -16,6 +16,12 @@ export interface RaftCoreMutations {
    * one tick of margin, for tick granularity, and none for clock drift.
    */
   readonly leaseIgnoresClockDrift?: boolean;
+  /**
+   * Breaks where the lease starts (thesis §6.4.1): the leader counts it from its clock when a
+   * heartbeat's acknowledgement ARRIVED instead of from the send time the acknowledgement echoes,
+   * so an acknowledgement that was held back stretches the lease by as long as it was held.
+   */
+  readonly leaseCountsFromAckArrival?: boolean;
 }
 
 export const NO_MUTATIONS: RaftCoreMutations = Object.freeze({});

@@ -9,8 +9,8 @@
 //   --scenario S    run scenario S (random, figure-8, stale-lease) on every seed instead of the one
 //                   each seed draws
 //   --mutant M      run a deliberately broken core (raft/mutations.ts), to see how many seeds it
-//                   takes to catch: commit-earlier-term (§5.4.2, Figure 8) or lease-ignores-drift
-//                   (§6.4.1); a failing seed replays with the same --mutant
+//                   takes to catch: commit-earlier-term (§5.4.2, Figure 8), lease-ignores-drift or
+//                   lease-from-ack (§6.4.1); a failing seed replays with the same --mutant
 //
 // A failing seed prints `SEED=<n> git=<sha>`, the failing check, its message and the last events
 // before it; the exit code is then 1. The last line summarizes: seeds passed, operations checked,
@@ -25,6 +25,7 @@ import { DEFAULT_SAFETY_TICKS, runSimulation, type SimulationOptions, type Simul
 const MUTANTS: Readonly<Record<string, RaftCoreMutations>> = {
   'commit-earlier-term': { commitEarlierTermByCounting: true },
   'lease-ignores-drift': { leaseIgnoresClockDrift: true },
+  'lease-from-ack': { leaseCountsFromAckArrival: true },
 };
 
 interface Args {

@@ -97,4 +97,15 @@ describe('mutation tests: the simulator catches the bugs it used to be blind to'
     console.log(`# lease-ignores-drift, history only: first failing seed ${failing.seed}`);
     assertReplaysAndProductionPasses(failing, mutations, skip);
   });
+
+  it(`§6.4.1: a lease counted from when the acknowledgement arrived serves a stale read within ${SEED_BOUND} seeds (read index check)`, () => {
+    const mutations: RaftCoreMutations = { leaseCountsFromAckArrival: true };
+    const failing = firstFailure(mutations);
+    assert.ok(failing !== undefined, `no seed in 1..${SEED_BOUND} caught a lease counted from the acknowledgement's arrival`);
+    assert.equal(failing.scenario, 'stale-lease', explain(failing));
+    assert.equal(failing.failure?.check, 'read index', explain(failing));
+    console.log(`# lease-from-ack: first failing seed ${failing.seed} (${failing.failure?.check})`);
+    assertReplaysAndProductionPasses(failing, mutations);
+    assertCliReplays(failing, 'lease-from-ack');
+  });
 });

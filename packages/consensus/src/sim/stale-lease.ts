@@ -27,6 +27,26 @@
 // drift, L answers from its lease: the read index check sees a read answered after a newer leader
 // was elected, and the history has a read that misses a write acknowledged before it started.
 //
+// Every second round of a seed (the 2nd, 4th, …) also holds acknowledgements back, for the other
+// way a lease can outlast the voters' promise: counted from when a heartbeat's acknowledgement
+// ARRIVED instead of from when the heartbeat was SENT. The F started ignoring candidates when they
+// received the heartbeat, however late their answer reaches L. In such a round, step 3 becomes
+//
+//   3'. align    from now on the network holds back the F's acknowledgements to L and lets each
+//                go after HOLD_DECISION_STEPS steps unless its heartbeat is struck after; strike
+//                after a heartbeat round that is every F's latest contact and none of whose
+//                acknowledgements reached L (no need to wait for a tick right after it: see
+//                strikeHeartbeat): nobody hears L any more, but the F's links to L stay open, and
+//                the acknowledgements of that round are delivered to L only once its clock has
+//                ticked margin + 1 times.
+//
+// Then the race and the probe run as above. A correct L counts its lease from the heartbeat's send
+// time, so the late acknowledgements do not move its end: it is over before the new leader exists.
+// A lease counted from their arrival lasts at least margin + 1 ticks of L's clock longer, past the
+// election and the probe's write (a fraction of a tick), and L answers the probe's read from it.
+// Rounds alternate, rather than drawing which kind to run, so that each seed's first round is what
+// it was before this kind existed: a draw from the nemesis' stream would reshuffle all that follows.
+//
 // The race is measured in steps much shorter than a tick (stale-lease seeds run stepsPerTick world
 // steps per nominal tick, with message latencies and fsyncs of a step or two, as on a LAN with 50 ms
 // ticks): with a network no faster than a tick, the election's four message delays would cover the
@@ -43,6 +63,12 @@ const PHASE_TIMEOUTS = 20;
 const SETTLED_TIMEOUTS = 3;
 /** A heartbeat counts as received "just before a tick" when the receiver ticks within this many steps. */
 const ALIGNMENT_STEPS = 1;
+/**
+ * In a round that holds acknowledgements back, how many steps one is held before the align phase
+ * lets it go on to L, unless its heartbeat became the strike's: enough for the heartbeat to reach
+ * the other keepers (message latencies are a step or two).
+ */
+const HOLD_DECISION_STEPS = 3;
 
 interface Contact {
   /** The heartbeat's send tick (leader clock), or undefined for an append or snapshot. */
@@ -72,12 +98,24 @@ interface Round {
   acked: Map<NodeId, number>;
   /** The candidate's latest (pre-)vote request to each server. */
   requests: Map<NodeId, Message>;
+  /** Whether this round holds back the keepers' acknowledgements (every second round). */
+  holdsAcks: boolean;
+  /** Whether the network is holding back keepers' acknowledgements to L right now. */
+  holding: boolean;
+  /** The acknowledgements held back, each with the step it was held at. */
+  held: { message: Message; since: number }[];
+  /** Heartbeats (send tick) whose acknowledgements are let through: they will not be struck after. */
+  passed: Set<number>;
+  /** After the strike: L's ticks still to come before the held acknowledgements are delivered. */
+  release: { ticksLeft: number; lastTick: number } | undefined;
 }
 
 export class StaleLeaseNemesis implements Nemesis {
   readonly stats: NemesisStats = emptyStats();
   private phase: Phase = { kind: 'idle', until: 0 };
   private probes = 0;
+  /** The world step this nemesis last saw (loses() is called later in the same step). */
+  private now = 0;
 
   constructor(
     /** The lease margin the cores are configured with (leaseSafetyMarginTicks). */
@@ -90,7 +128,9 @@ export class StaleLeaseNemesis implements Nemesis {
   }
 
   step(world: NemesisWorld): void {
+    this.now = world.now;
     this.noteTicks(world);
+    this.releaseWhenDue(world);
     const phase = this.phase;
     if ('deadline' in phase && world.now >= phase.deadline) {
       this.stats.abandoned++;
@@ -111,6 +151,7 @@ export class StaleLeaseNemesis implements Nemesis {
         const role = world.status(phase.round.candidate)?.role;
         if (!this.leaderHolds(world, phase.round)) return;
         if (role === 'pre_candidate' || role === 'candidate') {
+          phase.round.holding = phase.round.holdsAcks;
           this.phase = { kind: 'align', round: phase.round, deadline: this.deadline(world) };
         }
         return;
@@ -165,12 +206,58 @@ export class StaleLeaseNemesis implements Nemesis {
   }
 
   loses(m: Message): boolean {
+    const round = this.round();
+    if (round === undefined) return false;
+    if (this.holdsBack(round, m)) {
+      round.held.push({ message: m, since: this.now });
+      return true;
+    }
     // The candidate must not learn of refusals while the keepers still hear from L: a refusal
     // counts for the whole (pre-)vote round, and the duplicate that arrives once the keeper's
     // timeout has passed would be ignored.
-    const round = this.round();
-    if (round === undefined || m.to !== round.candidate || !m.reject) return false;
+    if (m.to !== round.candidate || !m.reject) return false;
     return m.type === 'pre_vote_response' || m.type === 'vote_response';
+  }
+
+  /** Whether `m` is a keeper's acknowledgement to L that the network holds back instead of delivering. */
+  private holdsBack(round: Round, m: Message): boolean {
+    return (
+      round.holding &&
+      m.type === 'heartbeat_response' &&
+      m.to === round.leader &&
+      round.keepers.includes(m.from) &&
+      !round.passed.has(m.index)
+    );
+  }
+
+  /** After the strike: delivers the held acknowledgements once L's clock ticked margin + 1 times. */
+  private releaseWhenDue(world: NemesisWorld): void {
+    const round = this.round();
+    const release = round?.release;
+    if (round === undefined || release === undefined || !round.holding) return;
+    const tick = world.lastTickAt(round.leader);
+    if (tick > release.lastTick) {
+      release.lastTick = tick;
+      release.ticksLeft--;
+    }
+    if (release.ticksLeft > 0) return;
+    world.note(`stale-lease: delivers ${round.held.length} held acknowledgement(s) to ${round.leader}, ${this.marginTicks + 1} of its ticks late`);
+    this.deliverHeld(world, round, () => true);
+    round.holding = false;
+  }
+
+  /** Delivers the held acknowledgements that `due` picks, and lets later copies of theirs through. */
+  private deliverHeld(world: NemesisWorld, round: Round, due: (held: { message: Message; since: number }) => boolean): void {
+    const keep: { message: Message; since: number }[] = [];
+    for (const held of round.held) {
+      if (!due(held)) {
+        keep.push(held);
+        continue;
+      }
+      round.passed.add(held.message.index);
+      world.redeliver(held.message);
+    }
+    round.held = keep;
   }
 
   /** Records, for each keeper's latest contact with L, the first step the keeper ticked after it. */
@@ -231,6 +318,11 @@ export class StaleLeaseNemesis implements Nemesis {
       contacts: new Map(),
       acked: new Map(),
       requests: new Map(),
+      holdsAcks: this.stats.rounds % 2 === 0,
+      holding: false,
+      held: [],
+      passed: new Set(),
+      release: undefined,
     };
     this.phase = { kind: 'candidate', round, deadline: this.deadline(world) };
   }
@@ -238,24 +330,56 @@ export class StaleLeaseNemesis implements Nemesis {
   private align(world: NemesisWorld, phase: Extract<Phase, { kind: 'align' }>): void {
     const round = phase.round;
     if (!this.leaderHolds(world, round)) return;
+    const heartbeat = this.strikeHeartbeat(round);
+    if (heartbeat === undefined) {
+      if (round.holding) this.deliverHeld(world, round, (held) => world.now - held.since >= HOLD_DECISION_STEPS);
+      return;
+    }
+    this.stats.strikes++;
+    if (round.holdsAcks) {
+      // Nobody hears L; the keepers' link to L stays open for the acknowledgements held back.
+      const cuts: [NodeId, NodeId][] = [];
+      for (const id of world.voters) {
+        if (id === round.leader) continue;
+        cuts.push([round.leader, id]);
+        if (!round.keepers.includes(id)) cuts.push([id, round.leader]);
+      }
+      world.cut(
+        cuts,
+        `stale-lease: cut ${round.leader} off after the heartbeat of its tick ${heartbeat}, holding back its acknowledgements ` +
+          `for ${this.marginTicks + 1} of its ticks; ${round.candidate} races for leadership`,
+      );
+      round.release = { ticksLeft: this.marginTicks + 1, lastTick: world.lastTickAt(round.leader) };
+    } else {
+      world.partitionGroups(
+        [[round.leader], world.voters.filter((id) => id !== round.leader)],
+        `stale-lease: cut ${round.leader} off after the heartbeat of its tick ${heartbeat}; ${round.candidate} races for leadership`,
+      );
+    }
+    this.phase = { kind: 'race', round, deadline: world.now + 4 * this.timeout(world) };
+  }
+
+  /**
+   * The heartbeat round to strike after, if there is one now: each keeper's latest contact with L,
+   * acknowledged by all of them and received by some keeper just before it ticked — or, in a round
+   * that holds acknowledgements back, none of whose acknowledgements has reached L.
+   */
+  private strikeHeartbeat(round: Round): number | undefined {
     let heartbeat: number | undefined;
     let aligned = false;
     for (const id of round.keepers) {
       const contact = round.contacts.get(id);
-      if (contact === undefined) return;
-      // Only a round of heartbeats that is each keeper's latest contact and acknowledged by all.
-      if (contact.heartbeat === undefined || (heartbeat !== undefined && contact.heartbeat !== heartbeat)) return;
+      if (contact === undefined) return undefined;
+      if (contact.heartbeat === undefined || (heartbeat !== undefined && contact.heartbeat !== heartbeat)) return undefined;
       heartbeat = contact.heartbeat;
-      if ((round.acked.get(id) ?? -1) < heartbeat) return;
+      const acked = (round.acked.get(id) ?? -1) >= heartbeat;
+      if (round.holdsAcks ? acked || round.passed.has(heartbeat) : !acked) return undefined;
       if (contact.tickAt !== undefined && contact.tickAt - contact.at <= ALIGNMENT_STEPS) aligned = true;
     }
-    if (!aligned) return;
-    this.stats.strikes++;
-    world.partitionGroups(
-      [[round.leader], world.voters.filter((id) => id !== round.leader)],
-      `stale-lease: cut ${round.leader} off after the heartbeat of its tick ${String(heartbeat)}; ${round.candidate} races for leadership`,
-    );
-    this.phase = { kind: 'race', round, deadline: world.now + 4 * this.timeout(world) };
+    // A round that holds acknowledgements back does not wait for a keeper's tick to fall right
+    // after the heartbeat: the bug it is after stretches the lease by more than a tick, so it needs
+    // no race that tight, and that wait is what most often makes a round give up.
+    return aligned || round.holdsAcks ? heartbeat : undefined;
   }
 
   /** Whether the round's leader still leads its term (a round whose leader stepped down is over). */
@@ -268,7 +392,13 @@ export class StaleLeaseNemesis implements Nemesis {
   }
 
   private rest(world: NemesisWorld, why: string): void {
+    const round = this.round();
     world.heal(why);
+    if (round?.holding === true) {
+      // Acknowledgements still held are late, not lost.
+      this.deliverHeld(world, round, () => true);
+      round.holding = false;
+    }
     world.restoreClockRates();
     world.holdWrites(false);
     const e = this.timeout(world);
