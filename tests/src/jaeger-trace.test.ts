@@ -177,15 +177,23 @@ test('a put and a get through the coordinator make one trace in Jaeger: client, 
     const applied = trace.spans.filter((span) => span.operationName === 'consensus.propose' && tagOf(span, 'concord.outcome') === 'applied');
     assert.deepEqual(applied, [consensusPropose], `one applied proposal in the trace${shown}`);
     assert.equal(childrenOf(succeeded.get('Get')!, 'consensus.propose').length + childrenOf(succeeded.get('Get')!, 'shard.propose put').length, 0);
+    // The read's wait is its read barrier: on the leader, confirmed at an index no lower than the put's.
+    const barriers = childrenOf(succeeded.get('Get')!, 'consensus.read_barrier');
+    assert.equal(barriers.length, 1, `consensus.read_barrier is a child of the shard's Shard/Get${shown}`);
+    assert.equal(tagOf(barriers[0]!, 'concord.group_id'), GROUP, `the read barrier names the group${shown}`);
+    assert.equal(tagOf(barriers[0]!, 'concord.outcome'), 'ready', `the read barrier was passed${shown}`);
+    const readIndex = Number(tagOf(barriers[0]!, 'concord.index'));
+    assert.ok(readIndex >= answer.version, `the read index ${readIndex} covers the put at ${answer.version}${shown}`);
 
     // Raft between replicas traces nothing. Both Raft groups (the shard group and the meta group)
     // have exchanged heartbeats and appends since they started; had any of that been traced, it
     // would show up as spans of the Consensus service, or as traces of their own. So: no such span
     // anywhere, and every trace of a shard or a coordinator is the request's, or starts at a call
     // the harness made (Status, GetRing probes: the test process is not traced), an election, or
-    // the meta group's own proposal (the coordinators' bootstrap of the ring).
+    // the meta group's own read barrier and proposal (the coordinators' bootstrap of the ring).
     const expectedRoots = new Set([
       `${COORDINATOR_SERVICE}: consensus.propose group meta`,
+      `${COORDINATOR_SERVICE}: consensus.read_barrier group meta`,
       `${CLIENT_SERVICE}: ${ROOT_SPAN}`,
       `${SHARD_SERVICE}: grpc.concord.v1.Shard/Status`,
       `${COORDINATOR_SERVICE}: grpc.concord.v1.Cluster/Status`,
@@ -205,7 +213,7 @@ test('a put and a get through the coordinator make one trace in Jaeger: client, 
       assert.equal(consensusSpans.length, 0, `a trace with Raft peer spans:\n${describeTrace(each)}`);
       const ids = new Set(each.spans.map((span) => span.spanID));
       for (const span of each.spans.filter((span) => parentOf(span) === undefined || !ids.has(parentOf(span)!))) {
-        const group = span.operationName === 'consensus.propose' ? ` group ${String(tagOf(span, 'concord.group_id'))}` : '';
+        const group = span.operationName.startsWith('consensus.') ? ` group ${String(tagOf(span, 'concord.group_id'))}` : '';
         const name = `${serviceOf(each, span)}: ${span.operationName}${group}`;
         roots.set(name, (roots.get(name) ?? 0) + 1);
         assert.ok(expectedRoots.has(name), `a trace that is neither the request's nor a probe's nor an election's:\n${describeTrace(each)}`);

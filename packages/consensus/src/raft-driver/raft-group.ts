@@ -496,7 +496,24 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.state === 'stopped') return Promise.resolve({ kind: 'not_leader', ...this.leaderHint() });
     this.requireStarted();
-    return new Promise((resolve) => this.enqueue({ kind: 'read', waiter: { resolve } }));
+    // The wait of a linearizable read: the ReadIndex round it joined, then applying up to its index.
+    const span = tracer.startSpan('consensus.read_barrier', {
+      attributes: {
+        'concord.group_id': this.options.groupId,
+        'concord.member_id': this.options.memberId,
+        'concord.engine': 'raft',
+      },
+    });
+    return new Promise<ReadBarrierOutcome>((resolve) => this.enqueue({ kind: 'read', waiter: { resolve } })).then(
+      (outcome) => {
+        endSpan(span, outcome.kind, outcome.kind === 'ready' ? outcome.index : undefined);
+        return outcome;
+      },
+      (error: unknown) => {
+        endSpan(span, 'failed', undefined, error);
+        throw error;
+      },
+    );
   }
 
   changeMembership(change: MembershipChange): Promise<MembershipOutcome> {
