@@ -140,6 +140,8 @@ export interface RaftGroupOptions<Result> {
   maxAppendEntries?: number;
   maxAppendBytes?: number;
   maxInflightAppends?: number;
+  /** See RaftCoreOptions.maxUncommittedBytes (default 64 MiB). */
+  maxUncommittedBytes?: number;
   snapshotEvery?: number;
   snapshotLogRatio?: number;
   snapshotRatioMinBytes?: number;
@@ -235,7 +237,7 @@ function changeInEffect(membership: Membership, change: CoreMembershipChange): b
 export class RaftGroup<Result> implements ConsensusGroup<Result> {
   readonly engine = 'raft' as const;
   private readonly logger: Logger;
-  private readonly config: Omit<RaftConfig, 'id' | 'random'> & { readOnlyMode: ReadOnlyMode };
+  private readonly config: Omit<RaftConfig, 'id' | 'random'> & { readOnlyMode: ReadOnlyMode; maxUncommittedBytes?: number };
   private readonly tickMs: number;
   private readonly snapshotEvery: number;
   private readonly snapshotLogRatio: number;
@@ -322,6 +324,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       maxAppendBytes: positiveInteger('maxAppendBytes', options.maxAppendBytes, RAFT_DEFAULTS.maxAppendBytes),
       maxInflightAppends: positiveInteger('maxInflightAppends', options.maxInflightAppends, RAFT_DEFAULTS.maxInflightAppends),
       readOnlyMode: options.readOnlyMode ?? RAFT_DEFAULTS.readOnlyMode,
+      ...(options.maxUncommittedBytes !== undefined ? { maxUncommittedBytes: options.maxUncommittedBytes } : {}),
     };
     this.tickMs = positiveInteger('tickMs', options.tickMs, RAFT_DEFAULTS.tickMs);
     this.snapshotEvery = positiveInteger('snapshotEvery', options.snapshotEvery, RAFT_DEFAULTS.snapshotEvery);

@@ -27,11 +27,27 @@ export interface RaftCoreOptions extends RaftConfig {
    * Paused processes (GC, VM migration) are drift too: use 'safe' where they cannot be bounded.
    */
   leaseSafetyMarginTicks?: number;
+  /**
+   * The most bytes of entries a leader keeps proposed but not committed (etcd-io/raft's
+   * MaxUncommittedEntriesSize). Past it, proposals are dropped (nothing is appended; the caller may
+   * retry) until commits catch up, so a leader whose followers cannot keep up does not grow its
+   * log, and the memory holding it, without bound. A proposal is always accepted when nothing is
+   * uncommitted, however large. Counts the entries this leader appended in its term. 0: no limit.
+   * Default DEFAULT_MAX_UNCOMMITTED_BYTES.
+   */
+  maxUncommittedBytes?: number;
 }
+
+/**
+ * 64 MiB: a full replication window to one follower with the driver's defaults (64 appends in flight
+ * of at most 1 MiB each). A leader further ahead of its commit index than that is overloaded.
+ */
+export const DEFAULT_MAX_UNCOMMITTED_BYTES = 64 * 1024 * 1024;
 
 export interface NormalizedOptions extends RaftConfig {
   readOnlyMode: ReadOnlyMode;
   leaseSafetyMarginTicks: number;
+  maxUncommittedBytes: number;
 }
 
 function positiveInteger(value: number, name: string): void {
@@ -67,5 +83,9 @@ export function normalizeOptions(options: RaftCoreOptions): NormalizedOptions {
       `raft config: leaseSafetyMarginTicks (${leaseSafetyMarginTicks}) must be less than electionTicks (${options.electionTicks})`,
     );
   }
-  return { ...options, readOnlyMode, leaseSafetyMarginTicks };
+  const maxUncommittedBytes = options.maxUncommittedBytes ?? DEFAULT_MAX_UNCOMMITTED_BYTES;
+  if (!Number.isSafeInteger(maxUncommittedBytes) || maxUncommittedBytes < 0) {
+    throw new Error(`raft config: maxUncommittedBytes must be an integer ≥ 0 (0: no limit), got ${String(maxUncommittedBytes)}`);
+  }
+  return { ...options, readOnlyMode, leaseSafetyMarginTicks, maxUncommittedBytes };
 }

@@ -126,6 +126,8 @@ export class RaftCore {
   private readsAwaitingNoop: { context: Uint8Array; from: NodeId }[] = [];
   /** Set once this leader started a transfer: a forced election may be under way, so no lease reads this term. */
   private leaseRevoked = false;
+  /** Leader: bytes of the entries it appended in this term that are not committed yet (maxUncommittedBytes). */
+  private uncommittedBytes = 0;
   /** Proposals appended since the last Ready: sent together (one append per follower) when the Ready is built. */
   private appendsDue = false;
   /**
@@ -219,6 +221,13 @@ export class RaftCore {
     if (this.role !== 'leader') return { kind: 'not_leader', leaderId: this.leaderId };
     const refusal = this.proposalRefusal();
     if (refusal !== undefined) return { kind: 'dropped', reason: refusal };
+    const limit = this.options.maxUncommittedBytes;
+    if (limit > 0 && this.uncommittedBytes > 0 && this.uncommittedBytes + data.byteLength > limit) {
+      return {
+        kind: 'dropped',
+        reason: `the leader holds ${this.uncommittedBytes} bytes of entries not committed yet, and ${data.byteLength} more would pass the limit of ${limit} (maxUncommittedBytes): the group is overloaded`,
+      };
+    }
     const entry = this.appendEntry('normal', data);
     return { kind: 'accepted', index: entry.index, term: entry.term };
   }
@@ -505,6 +514,7 @@ export class RaftCore {
     this.stepRole = (m) => this.stepLeader(m);
     this.tickRole = () => this.tickHeartbeat();
     this.reset(this.term);
+    this.uncommittedBytes = 0;
     this.leaderId = this.id;
     this.role = 'leader';
     const membership = this.configs.current();
@@ -800,6 +810,7 @@ export class RaftCore {
   private appendEntry(type: EntryType, data: Uint8Array): Entry {
     const entry: Entry = { term: this.term, index: this.log.lastIndex() + 1, type, data };
     this.log.append([entry]);
+    this.uncommittedBytes += data.byteLength;
     if (this.configs.observe(entry)) this.syncProgressWithConfig();
     this.appendsDue = true;
     return entry;
@@ -975,7 +986,12 @@ export class RaftCore {
     const index = committedIndex(this.configs.current().voters, (id) => this.progress.get(id)?.match ?? 0);
     if (index <= this.log.committed) return false;
     if (this.log.term(index) !== this.term && this.mutations.commitEarlierTermByCounting !== true) return false;
+    const previous = this.log.committed;
     this.log.commitTo(index);
+    // Entries of this term that just committed no longer count against maxUncommittedBytes.
+    let committedBytes = 0;
+    for (const entry of this.log.slice(previous + 1, index + 1)) if (entry.term === this.term) committedBytes += entry.data.byteLength;
+    this.uncommittedBytes = Math.max(0, this.uncommittedBytes - committedBytes);
     return true;
   }
 

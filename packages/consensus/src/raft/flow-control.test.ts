@@ -128,4 +128,32 @@ describe('Progress and Inflights', () => {
     pr.becomeProbe();
     assert.equal(pr.next, 21);
   });
+
+  it('maxUncommittedBytes: past the limit proposals are dropped, nothing appended, until commits catch up', () => {
+    const core = leaderWithReplicatingFollower({ maxUncommittedBytes: 100 });
+    const last = (): number => core.status().lastIndex;
+    for (let i = 0; i < 4; i++) assert.equal(core.propose(new Uint8Array(25)).kind, 'accepted', `proposal ${i}`);
+    const before = last();
+    const refused = core.propose(new Uint8Array(1));
+    assert.equal(refused.kind, 'dropped');
+    assert.match(refused.kind === 'dropped' ? refused.reason : '', /100 bytes of entries not committed yet.*limit of 100 \(maxUncommittedBytes\)/);
+    assert.equal(last(), before, 'a dropped proposal appends nothing');
+    drain(core);
+    // 2 acknowledges the first two (indexes 2 and 3): with the leader's own copy a majority, so
+    // they commit and their 50 bytes no longer count.
+    core.step(msg('append_response', '2', '1', 1, { index: 3 }));
+    drain(core);
+    assert.equal(core.status().commit, 3);
+    assert.equal(core.propose(new Uint8Array(50)).kind, 'accepted', 'room again for 50 bytes');
+    assert.equal(core.propose(new Uint8Array(1)).kind, 'dropped', 'and no more');
+  });
+
+  it('maxUncommittedBytes: one proposal larger than the limit goes through when nothing is uncommitted; 0 means no limit', () => {
+    const core = leaderWithReplicatingFollower({ maxUncommittedBytes: 10 });
+    assert.equal(core.propose(new Uint8Array(50)).kind, 'accepted');
+    assert.equal(core.propose(new Uint8Array(1)).kind, 'dropped');
+    const unlimited = leaderWithReplicatingFollower({ maxUncommittedBytes: 0 });
+    for (let i = 0; i < 20; i++) assert.equal(unlimited.propose(new Uint8Array(1 << 20)).kind, 'accepted');
+    assert.throws(() => newCore('1', ['1', '2', '3'], { maxUncommittedBytes: -1 }), /maxUncommittedBytes must be an integer ≥ 0/);
+  });
 });
