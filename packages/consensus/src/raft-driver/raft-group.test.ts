@@ -175,6 +175,28 @@ describe('RaftGroup over gRPC', () => {
     assert.ok(gaps.at(-1)! > gaps[0]!, `gaps between snapshots should grow with the state: ${gaps.join(', ')}`);
   });
 
+  it('reaches a member back from a 20 s outage within a few seconds, however long its channel kept failing', async () => {
+    // grpc-js backs a failing channel off by 1.6× per attempt (1 s, 1.6 s, 2.6 s, ... up to 120 s):
+    // with its defaults the leader's next attempt after a 20 s outage came some 4 to 8 s after the
+    // member was back, and after a minute's outage tens of seconds later. Peer channels cap it at 1 s.
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    const leader = await cluster.leader();
+    const away = cluster.running().find((member) => member.id !== leader.id)!;
+    await proposeOnLeader(cluster, 'before=1');
+    await cluster.stop(away.id);
+    const outageEnds = Date.now() + 20_000;
+    for (let i = 0; Date.now() < outageEnds; i++) {
+      await proposeOnLeader(cluster, `during${i}=${i}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const back = await cluster.restart(away.id);
+    const returned = Date.now();
+    const target = (await proposeOnLeader(cluster, 'after=1')).index;
+    await eventually(`${away.id} to catch up`, () => back.group.status().appliedIndex >= target, 30_000);
+    const tookMs = Date.now() - returned;
+    assert.ok(tookMs < 3_500, `${away.id} caught up ${tookMs} ms after it came back; the leader's channel to it should retry within a second`);
+  });
+
   it('catches up a replica that was down while the log behind it was compacted, with InstallSnapshot', async () => {
     cluster = await TestCluster.start(['a', 'b', 'c'], { snapshotEvery: 10 });
     const leader = await cluster.leader();
