@@ -297,6 +297,13 @@ export function buildProgram(io: ProgramIo): Command {
     .helpOption(false)
     .argument('[flags...]')
     .action(async (role: string, flags: string[]) => {
+      // The client flags are the program's own, so commander takes them wherever they appear, also
+      // after the role: say so rather than start a role that silently lost a flag it was given.
+      for (const name of ['addr', 'routing', 'timeout']) {
+        if (program.getOptionValueSource(name) === 'cli') {
+          throw new Error(`serve: --${name} is a flag of the client commands, not of a ${role} (concord serve ${role} --help lists its flags)`);
+        }
+      }
       if (role === 'coordinator' || role === 'shard') await reexecWithTelemetryFirst(role, io);
       switch (role) {
         case 'coordinator': {

@@ -37,6 +37,16 @@ describe('tlsFlagsForRole', () => {
     // What commander does with them: the program's own options, taken wherever they appear.
     program.parseOptions(['serve', 'shard', '--tls-ca', 'ca.crt', '--listen', '0.0.0.0:7100', '--tls-cert=shard.crt']);
     assert.deepEqual(tlsFlagsForRole(program), ['--tls-ca', 'ca.crt', '--tls-cert', 'shard.crt']);
+  });
 
+  it('refuses a client flag given to `concord serve <role>` instead of dropping it', async () => {
+    for (const flag of ['--timeout=100', '--addr=127.0.0.1:1', '--routing=coordinator']) {
+      const program = buildProgram({ env: {}, stdout: quiet, stderr: quiet });
+      program.exitOverride();
+      await assert.rejects(
+        program.parseAsync(['node', 'concord', 'serve', 'shard', '--listen', '127.0.0.1:0', flag]),
+        new RegExp(`serve: ${flag.slice(0, flag.indexOf('='))} is a flag of the client commands, not of a shard`),
+      );
+    }
   });
 });
