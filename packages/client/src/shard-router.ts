@@ -73,7 +73,8 @@ export type Recovery = 'refresh-ring' | 'follow-leader' | 'next-replica' | 'give
  * Decides how to recover from a failed shard call (`error` as grpc-js reported it). Writes are
  * retried only where the write certainly was not applied: the shard refused it before proposing it
  * (WRONG_SHARD, NOT_LEADER); its group dropped the proposal (PROPOSAL_DROPPED: another leader's
- * entry took its index, so it can never commit); or no connection to the replica could be
+ * entry took its index, so it can never commit, or the leader never appended it: a leadership
+ * transfer, or too many bytes uncommitted); or no connection to the replica could be
  * established, so the request was never sent (see `failedBeforeSending`; typically a dead leader
  * that a NOT_LEADER hint or the cached route still names). After any other UNAVAILABLE — a
  * connection that broke with the call in flight ("Connection dropped", ECONNRESET), an outcome the
