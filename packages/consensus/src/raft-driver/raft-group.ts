@@ -87,6 +87,8 @@ export const RAFT_DEFAULTS = {
   maxAppendBytes: 1024 * 1024,
   /** Appends in flight to one follower before waiting for acknowledgements. */
   maxInflightAppends: 64,
+  /** Followers learn of commits with their next append or heartbeat (RaftCoreOptions.piggybackCommit). */
+  piggybackCommit: true,
   /** Snapshot and compact the log after this many applied entries (but see snapshotLogRatio). */
   snapshotEvery: 10_000,
   /**
@@ -142,6 +144,8 @@ export interface RaftGroupOptions<Result> {
   maxInflightAppends?: number;
   /** See RaftCoreOptions.maxUncommittedBytes (default 64 MiB). */
   maxUncommittedBytes?: number;
+  /** See RaftCoreOptions.piggybackCommit (default RAFT_DEFAULTS.piggybackCommit). */
+  piggybackCommit?: boolean;
   snapshotEvery?: number;
   snapshotLogRatio?: number;
   snapshotRatioMinBytes?: number;
@@ -237,7 +241,7 @@ function changeInEffect(membership: Membership, change: CoreMembershipChange): b
 export class RaftGroup<Result> implements ConsensusGroup<Result> {
   readonly engine = 'raft' as const;
   private readonly logger: Logger;
-  private readonly config: Omit<RaftConfig, 'id' | 'random'> & { readOnlyMode: ReadOnlyMode; maxUncommittedBytes?: number };
+  private readonly config: Omit<RaftConfig, 'id' | 'random'> & { readOnlyMode: ReadOnlyMode; maxUncommittedBytes?: number; piggybackCommit: boolean };
   private readonly tickMs: number;
   private readonly snapshotEvery: number;
   private readonly snapshotLogRatio: number;
@@ -325,6 +329,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       maxInflightAppends: positiveInteger('maxInflightAppends', options.maxInflightAppends, RAFT_DEFAULTS.maxInflightAppends),
       readOnlyMode: options.readOnlyMode ?? RAFT_DEFAULTS.readOnlyMode,
       ...(options.maxUncommittedBytes !== undefined ? { maxUncommittedBytes: options.maxUncommittedBytes } : {}),
+      piggybackCommit: options.piggybackCommit ?? RAFT_DEFAULTS.piggybackCommit,
     };
     this.tickMs = positiveInteger('tickMs', options.tickMs, RAFT_DEFAULTS.tickMs);
     this.snapshotEvery = positiveInteger('snapshotEvery', options.snapshotEvery, RAFT_DEFAULTS.snapshotEvery);

@@ -36,6 +36,16 @@ export interface RaftCoreOptions extends RaftConfig {
    * Default DEFAULT_MAX_UNCOMMITTED_BYTES.
    */
   maxUncommittedBytes?: number;
+  /**
+   * How followers learn that the commit index moved. false (etcd-io/raft's way, the default here):
+   * the leader sends every follower an append at once, empty if it has nothing new, which each
+   * acknowledges. true: followers that need entries get them with the new commit index as usual,
+   * and the others learn it from the next append or heartbeat (within heartbeatTicks). Safety does not
+   * depend on when a follower learns of a commit, only when it applies; what moves is how soon a
+   * follower applies, at most one heartbeat later, for two messages less per member per commit
+   * (the Concord driver sets true: at one write in flight that was 9% of the leader's CPU per put).
+   */
+  piggybackCommit?: boolean;
 }
 
 /**
@@ -48,6 +58,7 @@ export interface NormalizedOptions extends RaftConfig {
   readOnlyMode: ReadOnlyMode;
   leaseSafetyMarginTicks: number;
   maxUncommittedBytes: number;
+  piggybackCommit: boolean;
 }
 
 function positiveInteger(value: number, name: string): void {
@@ -87,5 +98,7 @@ export function normalizeOptions(options: RaftCoreOptions): NormalizedOptions {
   if (!Number.isSafeInteger(maxUncommittedBytes) || maxUncommittedBytes < 0) {
     throw new Error(`raft config: maxUncommittedBytes must be an integer ≥ 0 (0: no limit), got ${String(maxUncommittedBytes)}`);
   }
-  return { ...options, readOnlyMode, leaseSafetyMarginTicks, maxUncommittedBytes };
+  const piggybackCommit = options.piggybackCommit ?? false;
+  if (typeof piggybackCommit !== 'boolean') throw new Error(`raft config: piggybackCommit must be a boolean, got ${String(piggybackCommit)}`);
+  return { ...options, readOnlyMode, leaseSafetyMarginTicks, maxUncommittedBytes, piggybackCommit };
 }

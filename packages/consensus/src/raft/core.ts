@@ -996,8 +996,9 @@ export class RaftCore {
   }
 
   private onCommitAdvanced(): void {
-    // Followers learn the new commit index right away.
-    this.bcastAppend(true);
+    // Followers learn the new commit index right away, or with their next append or heartbeat
+    // (RaftCoreOptions.piggybackCommit).
+    this.bcastAppend(!this.options.piggybackCommit);
     if (this.committedInCurrentTerm() && this.readsAwaitingNoop.length > 0) {
       const waiting = this.readsAwaitingNoop;
       this.readsAwaitingNoop = [];

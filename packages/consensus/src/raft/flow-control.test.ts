@@ -156,4 +156,37 @@ describe('Progress and Inflights', () => {
     for (let i = 0; i < 20; i++) assert.equal(unlimited.propose(new Uint8Array(1 << 20)).kind, 'accepted');
     assert.throws(() => newCore('1', ['1', '2', '3'], { maxUncommittedBytes: -1 }), /maxUncommittedBytes must be an integer ≥ 0/);
   });
+
+  it('piggybackCommit: a follower that holds every entry learns a new commit index from the next heartbeat, not an empty append', () => {
+    for (const piggybackCommit of [false, true]) {
+      const core = leaderWithReplicatingFollower({ piggybackCommit });
+      core.propose(encoder.encode('x'));
+      assert.deepEqual(appendsTo(core, '2'), [[2]]);
+      core.step(msg('append_response', '2', '1', 1, { index: 2 }));
+      const appends = drainMessages(core, 'append').filter((m) => m.to === '2');
+      assert.equal(core.status().commit, 2);
+      if (piggybackCommit) {
+        assert.deepEqual(appends, [], 'no empty append just to carry the commit index');
+        core.tick();
+        const [beat] = drainMessages(core, 'heartbeat').filter((m) => m.to === '2');
+        assert.equal(beat?.commit, 2, 'the next heartbeat carries it');
+      } else {
+        // etcd-io/raft's way, the core's default: an empty append with the commit index at once.
+        assert.deepEqual(appends.map((m) => [m.entries.length, m.commit]), [[0, 2]]);
+      }
+    }
+  });
+
+  it('piggybackCommit: a follower still missing entries gets them with the new commit index at once', () => {
+    const core = leaderWithReplicatingFollower({ piggybackCommit: true, maxInflightAppends: 1 });
+    core.propose(encoder.encode('x'));
+    core.propose(encoder.encode('y'));
+    assert.deepEqual(appendsTo(core, '2'), [[2, 3]]);
+    core.propose(encoder.encode('z'));
+    assert.deepEqual(appendsTo(core, '2'), [], 'the window of one append is full');
+    core.step(msg('append_response', '2', '1', 1, { index: 3 }));
+    const [next] = drainMessages(core, 'append').filter((m) => m.to === '2');
+    assert.deepEqual(next?.entries.map((e) => e.index), [4]);
+    assert.equal(next?.commit, 3, 'the entry goes out with the commit index its acknowledgement moved');
+  });
 });
