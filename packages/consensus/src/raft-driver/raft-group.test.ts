@@ -176,9 +176,11 @@ describe('RaftGroup over gRPC', () => {
   });
 
   it('reaches a member back from a 20 s outage within a few seconds, however long its channel kept failing', async () => {
-    // grpc-js backs a failing channel off by 1.6× per attempt (1 s, 1.6 s, 2.6 s, ... up to 120 s):
-    // with its defaults the leader's next attempt after a 20 s outage came some 4 to 8 s after the
-    // member was back, and after a minute's outage tens of seconds later. Peer channels cap it at 1 s.
+    // grpc-js backs a failing channel off by 1.6× per attempt (1 s, 1.6 s, 2.6 s, ... up to 120 s,
+    // ±20%): with its defaults the leader's next attempt after a 20 s outage came up to 10 s after the
+    // member was back (5.1 s in the run that found it), and after a minute's outage tens of seconds
+    // later. Peer channels cap it at 1 s, under the stream backoff's 2 s: caught up in about 1.2 s.
+    // The bound leaves room for a loaded machine; without the cap most runs fail it, not all.
     cluster = await TestCluster.start(['a', 'b', 'c']);
     const leader = await cluster.leader();
     const away = cluster.running().find((member) => member.id !== leader.id)!;
@@ -194,7 +196,7 @@ describe('RaftGroup over gRPC', () => {
     const target = (await proposeOnLeader(cluster, 'after=1')).index;
     await eventually(`${away.id} to catch up`, () => back.group.status().appliedIndex >= target, 30_000);
     const tookMs = Date.now() - returned;
-    assert.ok(tookMs < 3_500, `${away.id} caught up ${tookMs} ms after it came back; the leader's channel to it should retry within a second`);
+    assert.ok(tookMs < 5_000, `${away.id} caught up ${tookMs} ms after it came back; the leader's channel to it should retry within a second`);
   });
 
   it('catches up a replica that was down while the log behind it was compacted, with InstallSnapshot', async () => {
