@@ -990,7 +990,10 @@ export class RaftCore {
     this.log.commitTo(index);
     // Entries of this term that just committed no longer count against maxUncommittedBytes.
     let committedBytes = 0;
-    for (const entry of this.log.slice(previous + 1, index + 1)) if (entry.term === this.term) committedBytes += entry.data.byteLength;
+    for (let i = previous + 1; i <= index; i++) {
+      const entry = this.log.entry(i);
+      if (entry !== undefined && entry.term === this.term) committedBytes += entry.data.byteLength;
+    }
     this.uncommittedBytes = Math.max(0, this.uncommittedBytes - committedBytes);
     return true;
   }
