@@ -116,8 +116,13 @@ describe('RaftGroup over gRPC', () => {
     // Generous bound: the defaults aim at well under 2 s; the assertion only guards against "never".
     const second = await cluster.leader(10_000);
     assert.notEqual(second.id, first.id);
+    // Every acknowledged write is applied everywhere: at once on the new leader once its no-op
+    // committed them, and on the other member as soon as it learns that commit index, with the new
+    // leader's next append or heartbeat (RaftCoreOptions.piggybackCommit).
     for (const member of cluster.running()) {
-      for (const text of acknowledged) assert.ok(member.machine.history.includes(text), `${member.id} lost ${text}`);
+      await eventually(`${member.id} to apply every acknowledged write`, () =>
+        acknowledged.every((text) => member.machine.history.includes(text)),
+      ).catch(() => assert.fail(`${member.id} lost ${acknowledged.filter((text) => !member.machine.history.includes(text)).join(', ')}`));
     }
     for (let i = 0; i < 10; i++) {
       await proposeOnLeader(cluster, `after${i}=${i}`);
