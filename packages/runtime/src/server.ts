@@ -1,6 +1,7 @@
 // The gRPC server kit: adapts async handlers to grpc-js, maps errors to statuses at the edge, and
 // gives every process health, reflection and graceful shutdown.
 import { readFileSync } from 'node:fs';
+import http2, { type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { constants as osConstants } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
@@ -12,7 +13,8 @@ import { isUnexpectedError, toStatusObject } from './errors.js';
 import { createLogger, type Logger } from './logging.js';
 import { LATENCY_BUCKETS_SECONDS, processMetrics, type Metrics } from './metrics.js';
 import { flushTelemetry } from './telemetry.js';
-import { serverCredentials, type TlsMaterial } from './tls.js';
+import type { TlsMaterial } from './tls.js';
+import { DIRECT_HANDLER, directRoutes, isPlainGrpc, serveDirectUnary, type DirectCallEnvironment, type DirectHandler, type DirectRoute } from './direct-unary.js';
 import { rawDescriptorPackage, splitFileDescriptorSet } from './reflection-descriptors.js';
 
 /** An async unary handler; throw ServiceError for expected failures. */
@@ -106,7 +108,7 @@ function reportFailure(call: AnyServerCall, error: unknown): void {
 
 /** Adapts an async handler to grpc-js: maps errors to status, skips answering cancelled/expired calls. */
 export function unary<Req, Res>(handler: UnaryHandler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
+  const adapted: grpc.handleUnaryCall<Req, Res> = (call, callback) => {
     const anyCall = call as AnyServerCall;
     (async () => {
       let response: Res;
@@ -121,6 +123,8 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>): grpc.handleUna
       if (!callIsOver(anyCall)) callback(null, response);
     })().catch((error: unknown) => handlerLogger().error({ err: error, method: call.getPath() }, 'answering the call failed'));
   };
+  // ConcordServer answers the method itself, without grpc-js (direct-unary.ts).
+  return Object.assign(adapted, { [DIRECT_HANDLER]: handler as DirectHandler });
 }
 
 /** Adapts an async-iterable handler to grpc-js with backpressure and error mapping. */
@@ -219,19 +223,50 @@ function splitMethodPath(path: string): [service: string, method: string] {
   return slash <= 0 ? ['unknown', path.replace(/^\//, '')] : [path.slice(1, slash), path.slice(slash + 1)];
 }
 
-/** Counts every call with its final status and times it, from its arrival to that status. */
-function meteringInterceptor(metrics: Metrics): grpc.ServerInterceptor {
-  const handled = metrics.counter({
-    name: 'concord_grpc_server_handled_total',
-    help: 'gRPC calls this server completed, by service, method and status code.',
-    labelNames: ['service', 'method', 'code'],
-  });
-  const seconds = metrics.histogram({
-    name: 'concord_grpc_server_handling_seconds',
-    help: 'Time from a call reaching this server to its status being sent (a stream: its whole life), by service and method.',
-    labelNames: ['service', 'method'],
-    buckets: LATENCY_BUCKETS_SECONDS,
-  });
+/**
+ * concord_grpc_server_handled_total and concord_grpc_server_handling_seconds, with the label
+ * children of each method kept (prom-client would otherwise hash the labels on every call).
+ */
+class CallMeter {
+  private readonly handled;
+  private readonly seconds;
+  private readonly handledChildren = new Map<string, { inc(): void }>();
+  private readonly secondsChildren = new Map<string, { observe(value: number): void }>();
+
+  constructor(metrics: Metrics) {
+    this.handled = metrics.counter({
+      name: 'concord_grpc_server_handled_total',
+      help: 'gRPC calls this server completed, by service, method and status code.',
+      labelNames: ['service', 'method', 'code'],
+    });
+    this.seconds = metrics.histogram({
+      name: 'concord_grpc_server_handling_seconds',
+      help: 'Time from a call reaching this server to its status being sent (a stream: its whole life), by service and method.',
+      labelNames: ['service', 'method'],
+      buckets: LATENCY_BUCKETS_SECONDS,
+    });
+  }
+
+  record(service: string, method: string, code: number, seconds: number): void {
+    const path = `${service}/${method}`;
+    const key = `${path} ${code}`;
+    let handled = this.handledChildren.get(key);
+    if (handled === undefined) {
+      handled = this.handled.labels({ service, method, code: statusName(code) });
+      this.handledChildren.set(key, handled);
+    }
+    handled.inc();
+    let timed = this.secondsChildren.get(path);
+    if (timed === undefined) {
+      timed = this.seconds.labels({ service, method });
+      this.secondsChildren.set(path, timed);
+    }
+    timed.observe(seconds);
+  }
+}
+
+/** Counts every call grpc-js serves with its final status and times it, from its arrival to that status. */
+function meteringInterceptor(meter: CallMeter): grpc.ServerInterceptor {
   return (methodDescriptor, call) => {
     const [service, method] = splitMethodPath(methodDescriptor.path);
     if (UNMETERED_SERVICES.has(service)) return new grpc.ServerInterceptingCall(call);
@@ -240,8 +275,7 @@ function meteringInterceptor(metrics: Metrics): grpc.ServerInterceptor {
     const record = (code: number): void => {
       if (recorded) return;
       recorded = true;
-      handled.inc({ service, method, code: statusName(code) });
-      seconds.observe({ service, method }, (performance.now() - started) / 1000);
+      meter.record(service, method, code, (performance.now() - started) / 1000);
     };
     return new grpc.ServerInterceptingCall(call, {
       // grpc-js reports every call as cancelled once it is over. Before a status went out that
@@ -280,16 +314,58 @@ function joinHostPort(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
-function bind(server: grpc.Server, address: string, credentials: grpc.ServerCredentials): Promise<number> {
+/**
+ * Options of the HTTP/2 server, as grpc-js sets them for its own: no limit on the header block a
+ * server sends, and session memory left to the messages' own limits (Node's default of 10 MB
+ * makes busy sessions fail with ENHANCE_YOUR_CALM instead of slowing down).
+ */
+const HTTP2_SERVER_OPTIONS = { maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER, maxSessionMemory: Number.MAX_SAFE_INTEGER } as const;
+
+type StreamHandler = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void;
+
+/**
+ * grpc-js's handler of one incoming stream, for the streams ConcordServer does not answer itself.
+ * grpc-js offers no public way to serve streams of an HTTP/2 server it did not create, so this uses
+ * the method its own servers are wired to (`Server._streamHandler`, grpc-js 1.10 to 1.14, the
+ * version package-lock.json pins). Every server test goes through it; should an upgrade remove it,
+ * starting a server fails here, saying why.
+ */
+function grpcJsStreamHandler(server: grpc.Server): StreamHandler {
+  const candidate = (server as unknown as { _streamHandler?: (interceptors: readonly unknown[], stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => void })
+    ._streamHandler;
+  if (typeof candidate !== 'function') {
+    throw new Error('this version of @grpc/grpc-js has no Server._streamHandler, which ConcordServer hands streams to; use the version package-lock.json pins');
+  }
+  return (stream, headers) => candidate.call(server, [], stream, headers);
+}
+
+function createHttp2Server(tls: TlsMaterial | undefined): Http2Server {
+  if (tls === undefined) return http2.createServer(HTTP2_SERVER_OPTIONS);
+  // Mutual TLS as grpc.ServerCredentials.createSsl(ca, [cert, key], true) sets it up: a client must
+  // present a certificate signed by the CA (see tls.ts).
+  const server = http2.createSecureServer({ ...HTTP2_SERVER_OPTIONS, cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true });
+  // A connection that fails the handshake or breaks later is the client's problem, not the server's.
+  server.on('secureConnection', (socket: NodeJS.EventEmitter) => socket.on('error', () => undefined));
+  return server;
+}
+
+function listen(server: Http2Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.bindAsync(address, credentials, (error, port) => {
-      if (error !== null) reject(new Error(`cannot listen on ${address}: ${error.message}`, { cause: error }));
-      else resolve(port);
+    const onError = (error: Error): void => reject(new Error(`cannot listen on ${joinHostPort(host, port)}: ${error.message}`, { cause: error }));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      const address = server.address();
+      resolve(typeof address === 'object' && address !== null ? address.port : port);
     });
   });
 }
 
-/** A grpc-js server with health (grpc.health.v1), reflection and Concord's error mapping. */
+/**
+ * A gRPC server with health (grpc.health.v1), reflection and Concord's error mapping. It owns the
+ * HTTP/2 server: unary methods made with unary() are answered directly (direct-unary.ts), every
+ * other stream by grpc-js.
+ */
 export class ConcordServer {
   private shutdownPromise: Promise<void> | undefined;
 
@@ -297,6 +373,8 @@ export class ConcordServer {
     readonly port: number,
     readonly address: string,
     private readonly server: grpc.Server,
+    private readonly http2Server: Http2Server,
+    private readonly sessions: Set<Http2Session>,
     private readonly health: HealthImplementation,
     private readonly serviceNames: readonly string[],
     private readonly logger: Logger,
@@ -305,12 +383,13 @@ export class ConcordServer {
 
   static async start(options: ConcordServerOptions): Promise<ConcordServer> {
     setHandlerLogger(options.logger);
+    const meter = new CallMeter(options.metrics ?? processMetrics());
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-      // Channelz stays on for servers (unlike client channels): grpc-js 1.14 tracks a server's open
-      // connections through it, and forceShutdown() cannot end the calls in flight without it.
-      interceptors: [meteringInterceptor(options.metrics ?? processMetrics())],
+      // Statistics for a channelz service Concord does not serve; the sessions are tracked here.
+      'grpc.enable_channelz': 0,
+      interceptors: [meteringInterceptor(meter)],
     });
     for (const binding of options.services) server.addService(binding.definition, binding.implementation);
 
@@ -322,16 +401,49 @@ export class ConcordServer {
     // Reflection lists only what this server really serves (`grpcurl list`), not every Concord service.
     new ReflectionService(reflectionPackageDefinition(), { services: [...serviceNames, HEALTH_SERVICE_NAME] }).addToServer(server);
 
+    const routes = directRoutes(options.services);
+    const environment: DirectCallEnvironment = {
+      maxMessageBytes: MAX_MESSAGE_BYTES,
+      meter: (route: DirectRoute, code, seconds) => {
+        if (!UNMETERED_SERVICES.has(route.service)) meter.record(route.service, route.method, code, seconds);
+      },
+      logFailure: (path, err) => handlerLogger().error({ err, method: path }, 'handler failed'),
+    };
+    const viaGrpcJs = grpcJsStreamHandler(server);
+    const http2Server = createHttp2Server(options.tls);
+    http2Server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+      const route = routes.get(headers[':path'] ?? '');
+      if (route !== undefined && isPlainGrpc(headers)) serveDirectUnary(route, stream, headers, environment);
+      else viaGrpcJs(stream, headers);
+    });
+    const sessions = new Set<Http2Session>();
+    http2Server.on('session', (session: Http2Session) => {
+      sessions.add(session);
+      session.once('close', () => sessions.delete(session));
+      // Errors of a session end it ('close' follows); there is nobody to report them to.
+      session.on('error', () => undefined);
+    });
+
     let port: number;
     try {
-      port = await bind(server, joinHostPort(options.host, options.port), serverCredentials(options.tls));
+      port = await listen(http2Server, options.host, options.port);
     } catch (error) {
       server.forceShutdown();
       throw error;
     }
     const address = joinHostPort(options.host, port);
     options.logger.info({ address, services: serviceNames, tls: options.tls !== undefined }, 'gRPC server listening');
-    return new ConcordServer(port, address, server, health, serviceNames, options.logger, options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS);
+    return new ConcordServer(
+      port,
+      address,
+      server,
+      http2Server,
+      sessions,
+      health,
+      serviceNames,
+      options.logger,
+      options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS,
+    );
   }
 
   /** Sets the health status of one service ('' = the whole server). */
@@ -348,19 +460,21 @@ export class ConcordServer {
   private async stop(): Promise<void> {
     // Probes and load balancers see NOT_SERVING first, so new traffic goes elsewhere.
     for (const name of ['', ...this.serviceNames]) this.setServing(name, false);
+    // No new connections; every session gets a GOAWAY and closes once its calls have finished.
+    const listenerClosed = new Promise<void>((resolve) => this.http2Server.close(() => resolve()));
+    for (const session of this.sessions) session.close();
     let timer: NodeJS.Timeout | undefined;
-    const graceful = new Promise<boolean>((resolve) => {
-      this.server.tryShutdown(() => resolve(true));
-    });
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), this.shutdownGraceMs);
     });
-    const finished = await Promise.race([graceful, timedOut]);
+    const finished = await Promise.race([listenerClosed.then(() => true), timedOut]);
     clearTimeout(timer);
     if (!finished) {
       this.logger.warn({ address: this.address, graceMs: this.shutdownGraceMs }, 'calls still running after the grace period; forcing shutdown');
-      this.server.forceShutdown();
+      for (const session of this.sessions) session.destroy();
+      await listenerClosed;
     }
+    this.server.forceShutdown();
     this.logger.info({ address: this.address }, 'gRPC server stopped');
   }
 }
