@@ -114,6 +114,29 @@ function expire(call: DirectUnaryCall): void {
 }
 
 /**
+ * The call each stream belongs to. The stream's listeners are the shared functions below, which
+ * find their call here, and a closed stream is removed: Node's HTTP/2 stream objects often live
+ * through a scavenge or two after they close, and whatever they still pointed to (the call, its
+ * request and headers) would be promoted to the old generation with them.
+ */
+const callsByStream = new WeakMap<ServerHttp2Stream, DirectUnaryCall>();
+
+function onStreamData(this: ServerHttp2Stream, chunk: Buffer): void {
+  callsByStream.get(this)?.data(chunk);
+}
+
+function onStreamEnd(this: ServerHttp2Stream): void {
+  callsByStream.get(this)?.end();
+}
+
+function onStreamClose(this: ServerHttp2Stream): void {
+  const call = callsByStream.get(this);
+  callsByStream.delete(this);
+  this.off('data', onStreamData);
+  call?.closed();
+}
+
+/**
  * A unary call in progress, with what the grpc-js call object offers a handler (request, metadata,
  * getDeadline, getPath, getPeer, cancelled and the 'cancelled' event). Like grpc-js, it emits
  * 'cancelled' once the call is over for any reason, and `cancelled` is then true.
@@ -169,8 +192,9 @@ class DirectUnaryCall extends EventEmitter {
 
   start(): void {
     const { stream } = this;
+    callsByStream.set(stream, this);
     stream.on('error', ignoreError);
-    stream.once('close', () => this.closed());
+    stream.once('close', onStreamClose);
     const timeout = this.headers['grpc-timeout'];
     if (timeout !== undefined) {
       const match = TIMEOUT_PATTERN.exec(String(timeout));
@@ -182,11 +206,11 @@ class DirectUnaryCall extends EventEmitter {
       this.deadline = Date.now() + ms;
       this.timer = setTimeout(expire, ms, this);
     }
-    stream.on('data', (chunk: Buffer) => this.data(chunk));
-    stream.once('end', () => this.end());
+    stream.on('data', onStreamData);
+    stream.once('end', onStreamEnd);
   }
 
-  private data(chunk: Buffer): void {
+  data(chunk: Buffer): void {
     if (this.finished) return;
     this.received += chunk.length;
     if (this.first === undefined) this.first = chunk;
@@ -208,7 +232,7 @@ class DirectUnaryCall extends EventEmitter {
     return head.readUInt32BE(1);
   }
 
-  private end(): void {
+  end(): void {
     if (this.finished) return;
     const body = this.more === undefined ? this.first : Buffer.concat(this.more, this.received);
     this.first = undefined;
@@ -327,7 +351,7 @@ class DirectUnaryCall extends EventEmitter {
   }
 
   /** The stream is gone: answered, or the client left (RST_STREAM, a lost connection). */
-  private closed(): void {
+  closed(): void {
     if (!this.finished) this.finish(this.deadline <= Date.now() ? grpc.status.DEADLINE_EXCEEDED : grpc.status.CANCELLED, 'call cancelled');
     this.over();
   }
