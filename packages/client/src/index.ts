@@ -49,7 +49,7 @@ export type {
 export { GroupRoute, RoutingTable } from './routing-table.js';
 export type { RingSource } from './routing-table.js';
 export { compareKeyBytes, mergeByKey } from './merge.js';
-export { CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, MAX_RECONNECT_BACKOFF_MS } from './calls.js';
+export { CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, MAX_RECONNECT_BACKOFF_MS, INITIAL_RECONNECT_BACKOFF_MS } from './calls.js';
 export type { PullSource } from './calls.js';
 export {
   CoordinatorSet,
