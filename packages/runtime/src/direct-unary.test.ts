@@ -242,3 +242,24 @@ test('bad frames get a clear status and never reach the handler', async () => {
     await server.shutdown();
   }
 });
+
+test('an error message with a lone surrogate reaches the client, the surrogate replaced, and the server goes on', async () => {
+  let calls = 0;
+  const server = await startKV(async () => {
+    calls++;
+    if (calls === 1) throw new ServiceError(grpc.status.FAILED_PRECONDITION, 'key "\uD800" is odd');
+    return { version: 7 };
+  });
+  const client = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+  try {
+    const failed = await put(client, { key: 'k' });
+    assert.equal(failed.error?.code, grpc.status.FAILED_PRECONDITION);
+    assert.equal(failed.error?.details, 'key "\uFFFD" is odd');
+    const next = await put(client, { key: 'k' });
+    assert.equal(next.error, null);
+    assert.equal(next.response?.version, 7);
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+});

@@ -16,7 +16,7 @@
 // instrumentation-grpc's with the caller's trace context, the concord_grpc_server_* metrics, and
 // the same status, message and trailing metadata for every error (errors.ts).
 import { EventEmitter } from 'node:events';
-import type { IncomingHttpHeaders, ServerHttp2Stream } from 'node:http2';
+import { constants as http2Constants, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, defaultTextMapGetter, isSpanContextValid, propagation, trace, type Span } from '@opentelemetry/api';
 import { isUnexpectedError, toStatusObject } from './errors.js';
@@ -100,6 +100,13 @@ const OK_TRAILERS = { 'grpc-status': '0', 'grpc-message': '' };
 const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'];
 
 const tracer = trace.getTracer('@concord/runtime');
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/** The grpc-message trailer: percent-encoded as grpc-js does it, lone surrogates replaced rather than thrown on. */
+function encodeGrpcMessage(details: string): string {
+  return encodeURI(details.replace(LONE_SURROGATE, '\uFFFD'));
+}
 
 function ignoreError(): void {
   // A stream error always comes with a 'close', which is where the call notices it.
@@ -285,10 +292,23 @@ class DirectUnaryCall extends EventEmitter {
     } catch (error) {
       answer = Promise.reject(error);
     }
-    answer.then(
-      (response) => this.answer(response),
-      (error: unknown) => this.fail(error),
-    );
+    answer
+      .then(
+        (response) => this.answer(response),
+        (error: unknown) => this.fail(error),
+      )
+      .catch((error: unknown) => this.broken(error));
+  }
+
+  /**
+   * Writing the answer itself failed (a header value Node refuses, a stream that went away in a way
+   * the checks did not see): nothing more can be said on this stream, so it is reset, and the
+   * process goes on.
+   */
+  private broken(error: unknown): void {
+    this.environment.logFailure(this.route.path, error instanceof Error ? error : new Error(String(error)));
+    if (!this.stream.destroyed) this.stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+    if (!this.finished) this.finish(grpc.status.INTERNAL, 'answering the call failed');
   }
 
   private answer(response: unknown): void {
@@ -310,9 +330,14 @@ class DirectUnaryCall extends EventEmitter {
     frame[0] = 0;
     frame.writeUInt32BE(bytes.length, 1);
     frame.set(bytes, FRAME_HEADER_BYTES);
-    stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-    stream.once('wantTrailers', sendOkTrailers);
-    stream.end(frame);
+    try {
+      stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
+      stream.once('wantTrailers', sendOkTrailers);
+      stream.end(frame);
+    } catch (error) {
+      this.broken(error);
+      return;
+    }
     this.finish(grpc.status.OK, '');
   }
 
@@ -336,9 +361,14 @@ class DirectUnaryCall extends EventEmitter {
         ...RESPONSE_HEADERS,
         ...(metadata?.toHttp2Headers() as Record<string, string | string[]> | undefined),
         'grpc-status': String(code),
-        'grpc-message': encodeURI(details),
+        'grpc-message': encodeGrpcMessage(details),
       };
-      stream.respond(trailers, { endStream: true });
+      try {
+        stream.respond(trailers, { endStream: true });
+      } catch (error) {
+        this.broken(error);
+        return;
+      }
     }
     this.finish(code, details);
   }
