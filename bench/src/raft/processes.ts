@@ -88,11 +88,12 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
-/** Three shard replicas of group g1 (raft engine, fsync on, the default); returns their addresses by process name. */
+/** Three shard replicas of group g1 (raft engine, fsync on, the default; a snapshot every `snapshotEvery` entries); returns their addresses by process name. */
 export async function startConcordGroup(
   set: ProcessSet,
   dataDir: string,
   logDir: string,
+  snapshotEvery: number,
   cpuProfDir?: string,
 ): Promise<{ addresses: Map<string, string>; metrics: Map<string, string> }> {
   if (!existsSync(SHARD_MAIN)) throw new Error(`${SHARD_MAIN} is missing: build first (npm run build)`);
@@ -104,7 +105,7 @@ export async function startConcordGroup(
   for (const { id, address, metrics: metricsAddress } of members) {
     const nodeArgs = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=concord-${id}.cpuprofile`];
     const args = [...nodeArgs, SHARD_MAIN, '--engine', 'raft', '--group-id', 'g1', '--member-id', id, '--listen', address, '--peers', peers];
-    args.push('--data-dir', join(dataDir, id), '--ring-groups', 'g1', '--metrics-listen', metricsAddress);
+    args.push('--data-dir', join(dataDir, id), '--ring-groups', 'g1', '--metrics-listen', metricsAddress, '--snapshot-every', String(snapshotEvery));
     set.start(`concord-${id}`, process.execPath, args, logDir);
     addresses.set(`concord-${id}`, address);
     metrics.set(`concord-${id}`, metricsAddress);
@@ -132,8 +133,8 @@ export function etcdVersion(): string {
   return /etcd Version: (\S+)/.exec(out.stdout)?.[1] ?? 'unknown';
 }
 
-/** Three etcd members on 127.0.0.1 (fsync on, etcd's default); returns their client URLs by process name. */
-export async function startEtcdCluster(set: ProcessSet, dataDir: string, logDir: string): Promise<Map<string, string>> {
+/** Three etcd members on 127.0.0.1 (fsync on, etcd's default; --snapshot-count `snapshotCount`); returns their client URLs by process name. */
+export async function startEtcdCluster(set: ProcessSet, dataDir: string, logDir: string, snapshotCount: number): Promise<Map<string, string>> {
   const ports = await freePorts(6);
   const members = [0, 1, 2].map((index) => ({
     name: `etcd-${index}`,
@@ -156,6 +157,7 @@ export async function startEtcdCluster(set: ProcessSet, dataDir: string, logDir:
         '--initial-cluster', initialCluster,
         '--initial-cluster-state', 'new',
         '--initial-cluster-token', `bench-${process.pid}`,
+        '--snapshot-count', String(snapshotCount),
         '--log-level', 'warn',
       ],
       logDir,

@@ -32,6 +32,9 @@ const SHARD_CHANNEL_OPTIONS = {
   'grpc.enable_channelz': 0,
 };
 
+/** Log entries between snapshots on both sides unless --snapshot-every says otherwise: Concord's own default. */
+const DEFAULT_SNAPSHOT_EVERY = 10_000;
+
 const USAGE = `Usage: npm run bench -- raft [flags]
 
 A Concord shard group (3 Raft replicas, fsync on) next to a 3-member etcd cluster (fsync on), same
@@ -42,6 +45,9 @@ Needs ${ETCD_BINARY} (Debian package etcd-server; installed with apt-get when ru
   --warmup <s>        unrecorded seconds before each window (default 1)
   --read-keys <n>     keys written before the get scenario (default 4096)
   --deadline-ms <ms>  deadline of every request (default 5000)
+  --snapshot-every <n> log entries between snapshots, for both systems alike: Concord's
+                      --snapshot-every, etcd's --snapshot-count (default 10000, Concord's default
+                      and etcd's from 3.6 on; etcd 3.4 ships with 100000)
   --systems <list>    concord,etcd (default both)
   --cpu-prof-dir <dir> write a V8 CPU profile of every Concord replica to <dir> when it stops
   --scenarios <list>  run only these of put-c1,put-c64,get-c64 (default all), or also put-c16,
@@ -55,6 +61,7 @@ interface Options {
   warmupS: number;
   readKeys: number;
   deadlineMs: number;
+  snapshotEvery: number;
   systems: System[];
   cpuProfDir: string | undefined;
   scenarios: string[] | undefined;
@@ -110,6 +117,7 @@ function parseArgs(argv: readonly string[]): Options | undefined {
     warmupS: 1,
     readKeys: 4096,
     deadlineMs: 5000,
+    snapshotEvery: DEFAULT_SNAPSHOT_EVERY,
     systems: ['concord', 'etcd'],
     cpuProfDir: undefined,
     scenarios: undefined,
@@ -138,6 +146,12 @@ function parseArgs(argv: readonly string[]): Options | undefined {
       case '--deadline-ms':
         options.deadlineMs = number(name, value(), 1);
         break;
+      case '--snapshot-every': {
+        const every = number(name, value(), 1);
+        if (!Number.isInteger(every)) throw new UsageError(`--snapshot-every: expected a whole number of entries, got ${every}`);
+        options.snapshotEvery = every;
+        break;
+      }
       case '--systems': {
         const systems = (value() ?? '').split(',').filter((s) => s !== '');
         for (const system of systems) if (system !== 'concord' && system !== 'etcd') throw new UsageError(`--systems: unknown system ${JSON.stringify(system)}`);
@@ -256,13 +270,13 @@ async function measureSystem(
   let names: string[];
   let metricsAddresses: ReadonlyMap<string, string> | undefined;
   if (system === 'concord') {
-    const { addresses, metrics } = await startConcordGroup(set, dataDir, root, options.cpuProfDir);
+    const { addresses, metrics } = await startConcordGroup(set, dataDir, root, options.snapshotEvery, options.cpuProfDir);
     metricsAddresses = metrics;
     names = [...addresses.keys()];
     progress(`concord: 3 shard replicas of g1 on ${[...addresses.values()].join(', ')}`);
     target = await concordTarget(addresses, options.deadlineMs);
   } else {
-    const urls = await startEtcdCluster(set, dataDir, root);
+    const urls = await startEtcdCluster(set, dataDir, root, options.snapshotEvery);
     names = [...urls.keys()];
     progress(`etcd ${etcdVersion()}: 3 members, clients on ${[...urls.values()].join(', ')}`);
     target = await etcdTarget(urls, options.deadlineMs);
@@ -354,6 +368,7 @@ async function report(options: Options, machine: MachineInfo, results: Result[])
       value_bytes: VALUE_BYTES,
       read_keys: options.readKeys,
       deadline_ms: options.deadlineMs,
+      snapshot_every: options.snapshotEvery,
       rounds: options.rounds,
       replicas: 3,
       fsync: true,
