@@ -519,3 +519,25 @@ test('callSignal accepts every kind of server call', () => {
   assert.equal(typeof forDuplex, 'function');
   assert.equal(typeof forReadable, 'function');
 });
+
+test('a host name is served on the addresses it resolves to; a port in use fails the start, naming the address', async () => {
+  const kv = await startKV({ get: async () => ({ found: true, value: Buffer.from('v'), version: 3 }) });
+  const { logger } = capturingLogger();
+  const byName = await ConcordServer.start({ host: 'localhost', port: 0, logger, services: [] });
+  try {
+    assert.match(byName.address, /^localhost:\d+$/);
+    const health = new grpc.Client(`127.0.0.1:${byName.port}`, grpc.credentials.createInsecure());
+    try {
+      await new Promise<void>((resolve, reject) => health.waitForReady(Date.now() + 5000, (error) => (error ? reject(error) : resolve())));
+    } finally {
+      health.close();
+    }
+    await assert.rejects(
+      ConcordServer.start({ host: '127.0.0.1', port: kv.server.port, logger, services: [] }),
+      new RegExp(`^Error: cannot listen on 127\\.0\\.0\\.1:${kv.server.port}: .*EADDRINUSE`),
+    );
+  } finally {
+    await byName.shutdown();
+    await kv.stop();
+  }
+});

@@ -1,7 +1,9 @@
 // The gRPC server kit: adapts async handlers to grpc-js, maps errors to statuses at the edge, and
 // gives every process health, reflection and graceful shutdown.
 import { readFileSync } from 'node:fs';
+import { lookup } from 'node:dns/promises';
 import http2, { type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { isIP } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
@@ -362,6 +364,21 @@ function listen(server: Http2Server, host: string, port: number): Promise<number
 }
 
 /**
+ * The addresses to listen on for `host`: itself when it is an IP address, else every address the
+ * name resolves to (as grpc-js binds a name: "localhost" is 127.0.0.1 and ::1).
+ */
+async function listenAddresses(host: string): Promise<string[]> {
+  if (isIP(host.replace(/^\[|\]$/g, '')) !== 0) return [host.replace(/^\[|\]$/g, '')];
+  let resolved: { address: string }[];
+  try {
+    resolved = await lookup(host, { all: true });
+  } catch (error) {
+    throw new Error(`cannot listen on ${host}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  }
+  return [...new Set(resolved.map(({ address }) => address))];
+}
+
+/**
  * A gRPC server with health (grpc.health.v1), reflection and Concord's error mapping. It owns the
  * HTTP/2 server: unary methods made with unary() are answered directly (direct-unary.ts), every
  * other stream by grpc-js.
@@ -373,7 +390,7 @@ export class ConcordServer {
     readonly port: number,
     readonly address: string,
     private readonly server: grpc.Server,
-    private readonly http2Server: Http2Server,
+    private readonly http2Servers: readonly Http2Server[],
     private readonly sessions: Set<Http2Session>,
     private readonly health: HealthImplementation,
     private readonly serviceNames: readonly string[],
@@ -410,26 +427,44 @@ export class ConcordServer {
       logFailure: (path, err) => handlerLogger().error({ err, method: path }, 'handler failed'),
     };
     const viaGrpcJs = grpcJsStreamHandler(server);
-    const http2Server = createHttp2Server(options.tls);
-    http2Server.on('stream', (stream: ServerHttp2Stream, headers: IncomingHttpHeaders) => {
+    const onStream = (stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void => {
       const route = routes.get(headers[':path'] ?? '');
       if (route !== undefined && isPlainGrpc(headers)) serveDirectUnary(route, stream, headers, environment);
       else viaGrpcJs(stream, headers);
-    });
+    };
     const sessions = new Set<Http2Session>();
-    http2Server.on('session', (session: Http2Session) => {
+    const onSession = (session: Http2Session): void => {
       sessions.add(session);
       session.once('close', () => sessions.delete(session));
       // Errors of a session end it ('close' follows); there is nobody to report them to.
       session.on('error', () => undefined);
-    });
+    };
 
-    let port: number;
+    // One HTTP/2 server per address; with port 0, the others take the port the first one got. As
+    // with grpc-js, a name serves if one of its addresses could be bound (::1 on a host without
+    // IPv6 is skipped with a warning).
+    const http2Servers: Http2Server[] = [];
+    let port = options.port;
+    let firstError: unknown;
     try {
-      port = await listen(http2Server, options.host, options.port);
+      for (const host of await listenAddresses(options.host)) {
+        const http2Server = createHttp2Server(options.tls);
+        http2Server.on('stream', onStream);
+        http2Server.on('session', onSession);
+        try {
+          port = await listen(http2Server, host, port);
+          http2Servers.push(http2Server);
+        } catch (error) {
+          firstError ??= error;
+          options.logger.warn({ err: error, host }, 'cannot listen on one of the addresses of the host');
+        }
+      }
     } catch (error) {
+      firstError = error;
+    }
+    if (http2Servers.length === 0) {
       server.forceShutdown();
-      throw error;
+      throw firstError instanceof Error ? firstError : new Error(`cannot listen on ${options.host}`);
     }
     const address = joinHostPort(options.host, port);
     options.logger.info({ address, services: serviceNames, tls: options.tls !== undefined }, 'gRPC server listening');
@@ -437,7 +472,7 @@ export class ConcordServer {
       port,
       address,
       server,
-      http2Server,
+      http2Servers,
       sessions,
       health,
       serviceNames,
@@ -461,7 +496,7 @@ export class ConcordServer {
     // Probes and load balancers see NOT_SERVING first, so new traffic goes elsewhere.
     for (const name of ['', ...this.serviceNames]) this.setServing(name, false);
     // No new connections; every session gets a GOAWAY and closes once its calls have finished.
-    const listenerClosed = new Promise<void>((resolve) => this.http2Server.close(() => resolve()));
+    const listenerClosed = Promise.all(this.http2Servers.map((http2Server) => new Promise<void>((resolve) => http2Server.close(() => resolve()))));
     for (const session of this.sessions) session.close();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
