@@ -199,8 +199,9 @@ test('a client that cancels: the handler signal fires and the call is counted CA
 
 test('bad frames get a clear status and never reach the handler', async () => {
   let calls = 0;
-  const server = await startKV(async () => {
+  const server = await startKV(async (request) => {
     calls++;
+    if (request.key === 'slow') await new Promise((resolve) => setTimeout(resolve, 50));
     return { version: 1 };
   });
   const path = '/concord.v1.KV/Put';
@@ -238,6 +239,11 @@ test('bad frames get a clear status and never reach the handler', async () => {
     const fine = await rawCall(server.address, path, frame(good), { 'grpc-timeout': '5S' });
     assert.equal(fine.code, grpc.status.OK);
     assert.equal(calls, 1);
+    // Beyond what a Node timer holds (2^31 - 1 ms): a deadline 11,000 years away, not an expired one.
+    const slow = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: 'slow' })).finish());
+    const distant = await rawCall(server.address, path, frame(slow), { 'grpc-timeout': '99999999H' });
+    assert.equal(distant.code, grpc.status.OK, distant.message);
+    assert.equal(calls, 2);
   } finally {
     await server.shutdown();
   }

@@ -93,6 +93,7 @@ export function serveDirectUnary(route: DirectRoute, stream: ServerHttp2Stream, 
 
 const FRAME_HEADER_BYTES = 5;
 const TIMEOUT_PATTERN = /^(\d{1,8})([HMSmun])$/;
+const MAX_TIMER_MS = 2 ** 31 - 1;
 const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc+proto', 'grpc-accept-encoding': 'identity,deflate,gzip', 'grpc-encoding': 'identity' };
 const OK_TRAILERS = { 'grpc-status': '0', 'grpc-message': '' };
@@ -211,7 +212,8 @@ class DirectUnaryCall extends EventEmitter {
       }
       const ms = Math.trunc(Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!);
       this.deadline = Date.now() + ms;
-      this.timer = setTimeout(expire, ms, this);
+      // Node's timers hold at most 2^31 - 1 ms (about 24.8 days); a longer deadline never fires here.
+      if (ms <= MAX_TIMER_MS) this.timer = setTimeout(expire, ms, this);
     }
     stream.on('data', onStreamData);
     stream.once('end', onStreamEnd);
