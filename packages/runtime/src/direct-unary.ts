@@ -203,6 +203,10 @@ class DirectUnaryCall extends EventEmitter {
     callsByStream.set(stream, this);
     stream.on('error', ignoreError);
     stream.once('close', onStreamClose);
+    // Read from the start, also when the call is refused below: a stream whose request is never
+    // read to its end never closes.
+    stream.on('data', onStreamData);
+    stream.once('end', onStreamEnd);
     const timeout = this.headers['grpc-timeout'];
     if (timeout !== undefined) {
       const match = TIMEOUT_PATTERN.exec(String(timeout));
@@ -215,8 +219,6 @@ class DirectUnaryCall extends EventEmitter {
       // Node's timers hold at most 2^31 - 1 ms (about 24.8 days); a longer deadline never fires here.
       if (ms <= MAX_TIMER_MS) this.timer = setTimeout(expire, ms, this);
     }
-    stream.on('data', onStreamData);
-    stream.once('end', onStreamEnd);
   }
 
   data(chunk: Buffer): void {
