@@ -30,10 +30,17 @@ export type ServerStreamHandler<Req, Res> = (request: Req, call: grpc.ServerWrit
  */
 export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
 
-/** Channel options a client of a Concord server should use (message sizes matching the server). */
+/**
+ * Channel options a client of a Concord server should use: message sizes matching the server, and
+ * reconnection attempts at most a second apart (grpc-js's own backoff grows to two minutes, so a
+ * channel to a server that was down for a while could wait seconds after it came back; the SDK's
+ * CHANNEL_OPTIONS do the same).
+ */
 export const CLIENT_CHANNEL_OPTIONS: Readonly<grpc.ChannelOptions> = {
   'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
   'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  'grpc.initial_reconnect_backoff_ms': 100,
+  'grpc.max_reconnect_backoff_ms': 1000,
   // Channelz statistics are only useful with a channelz service to read them, which Concord does
   // not serve (traces and Prometheus metrics cover the same ground); gathering them costs a few
   // percent of the CPU of every call.
