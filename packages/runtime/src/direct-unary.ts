@@ -194,10 +194,6 @@ class DirectUnaryCall extends EventEmitter {
     return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
   }
 
-  sendMetadata(): void {
-    // Unary handlers in Concord send no initial metadata; accepted for compatibility.
-  }
-
   start(): void {
     const { stream } = this;
     callsByStream.set(stream, this);

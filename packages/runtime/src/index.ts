@@ -50,5 +50,5 @@ export {
   optionOrigin,
   compileAdvertise,
 } from './role-options.js';
-export { compileTlsOptions, serverCredentials, channelCredentials } from './tls.js';
+export { compileTlsOptions, serverTlsOptions, channelCredentials } from './tls.js';
 export type { TlsMaterial, RawTlsOptions } from './tls.js';

@@ -15,7 +15,7 @@ import { isUnexpectedError, toStatusObject } from './errors.js';
 import { createLogger, type Logger } from './logging.js';
 import { LATENCY_BUCKETS_SECONDS, processMetrics, type Metrics } from './metrics.js';
 import { flushTelemetry } from './telemetry.js';
-import type { TlsMaterial } from './tls.js';
+import { serverTlsOptions, type TlsMaterial } from './tls.js';
 import { DIRECT_HANDLER, directRoutes, isPlainGrpc, serveDirectUnary, type DirectCallEnvironment, type DirectHandler, type DirectRoute } from './direct-unary.js';
 import { rawDescriptorPackage, splitFileDescriptorSet } from './reflection-descriptors.js';
 
@@ -350,9 +350,7 @@ function grpcJsStreamHandler(server: grpc.Server): StreamHandler {
 
 function createHttp2Server(tls: TlsMaterial | undefined): Http2Server {
   if (tls === undefined) return http2.createServer(HTTP2_SERVER_OPTIONS);
-  // Mutual TLS as grpc.ServerCredentials.createSsl(ca, [cert, key], true) sets it up: a client must
-  // present a certificate signed by the CA (see tls.ts).
-  const server = http2.createSecureServer({ ...HTTP2_SERVER_OPTIONS, cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true });
+  const server = http2.createSecureServer({ ...HTTP2_SERVER_OPTIONS, ...serverTlsOptions(tls) });
   // A connection that fails the handshake or breaks later is the client's problem, not the server's.
   server.on('secureConnection', (socket: NodeJS.EventEmitter) => socket.on('error', () => undefined));
   return server;

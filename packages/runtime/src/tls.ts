@@ -94,11 +94,12 @@ function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** Server credentials: mutual TLS with `tls`, plaintext without. */
-export function serverCredentials(tls: TlsMaterial | undefined): grpc.ServerCredentials {
-  if (tls === undefined) return grpc.ServerCredentials.createInsecure();
-  // true: a client must present a certificate signed by the CA (see the top of this file).
-  return grpc.ServerCredentials.createSsl(tls.ca, [{ cert_chain: tls.cert, private_key: tls.key }], true);
+/**
+ * The TLS settings of a Concord server (ConcordServer's HTTP/2 server): present `cert`, and require
+ * a client certificate signed by `ca` (see the top of this file).
+ */
+export function serverTlsOptions(tls: TlsMaterial): { cert: Buffer; key: Buffer; ca: Buffer; requestCert: true; rejectUnauthorized: true } {
+  return { cert: tls.cert, key: tls.key, ca: tls.ca, requestCert: true, rejectUnauthorized: true };
 }
 
 /**
