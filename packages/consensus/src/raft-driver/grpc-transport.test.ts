@@ -138,6 +138,28 @@ describe('GrpcRaftTransport and ConsensusPeerService', () => {
     assert.equal(b.inbound.snapshots.length, 0);
   });
 
+  it('sends response headers as soon as a Send stream opens', async () => {
+    // Until a call has them, grpc-js's client holds on to every message written on it (for a retry
+    // it would never make here): a peer stream would keep thousands of acknowledgements alive.
+    const b = await member('b');
+    const client = new ConsensusClient(b.server.address, credentials.createInsecure());
+    cleanups.push(async () => client.close());
+    const stream = client.send(() => undefined);
+    const headers = new Promise<void>((resolve) => stream.on('metadata', () => resolve()));
+    stream.write({ groupId: 'g1', raft: { ...messageToWire(heartbeat('a', 'b', 1)) } });
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('no response headers within 5 s of opening the stream')), 5000);
+    });
+    try {
+      await Promise.race([headers, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+    await eventually('the message delivered', () => b.inbound.messages.length === 1);
+    stream.end();
+  });
+
   it('answers open streams on close, so the server can shut down gracefully', async () => {
     const b = await member('b');
     const client = new ConsensusClient(b.server.address, credentials.createInsecure());

@@ -4,7 +4,7 @@
 // only ever sees whole snapshots. Probe answers what this process knows of a group, for a member
 // about to bootstrap an empty data dir (bootstrap-guard.ts).
 
-import { status, type sendUnaryData, type ServerReadableStream } from '@grpc/grpc-js';
+import { Metadata, status, type sendUnaryData, type ServerReadableStream } from '@grpc/grpc-js';
 import {
   ConsensusService,
   type ConsensusServer,
@@ -133,6 +133,11 @@ export class ConsensusPeerService {
       answer(null, {});
     };
     this.openStreams.add(finish);
+    // Response headers now, not with the answer when the stream ends (hours later): until a call
+    // has its headers, grpc-js's client keeps every message written on it for a possible retry
+    // (up to 256 KiB of them, thousands of acknowledgements, each holding on to the 64 KiB buffer
+    // pool slab it was cut from); with them, each message is let go once written.
+    call.sendMetadata(new Metadata());
     const announced = call.metadata.get(SENDER_ADDRESS_METADATA)[0];
     const senderAddress = typeof announced === 'string' && announced !== '' ? announced : undefined;
     call.on('data', (request: SendRequest) => this.dispatch(request, senderAddress));
