@@ -70,6 +70,23 @@ describe('KvStateMachine writes', () => {
     assert.equal(machine.keyCount, 0);
   });
 
+  it('keeps a stored value in a buffer of its own, not a view into what it was decoded from', () => {
+    // The command shares a large buffer with other bytes (as a log entry cut from Node's buffer
+    // pool, or an append message, does): the stored value must not keep that buffer alive.
+    const command = put('k', Buffer.alloc(300, 7));
+    const shared = Buffer.alloc(64 * 1024);
+    shared.set(command, 1000);
+    const machine = new KvStateMachine();
+    machine.apply(shared.subarray(1000, 1000 + command.byteLength), 1);
+    shared.fill(0);
+    const stored = machine.get('k')?.value;
+    assert.deepEqual(stored, Buffer.alloc(300, 7));
+    assert.equal(stored?.buffer.byteLength, 300);
+    const restored = new KvStateMachine();
+    restored.restore(machine.snapshot());
+    assert.equal(restored.get('k')?.value.buffer.byteLength, 300);
+  });
+
   it('keeps empty values distinct from missing keys', () => {
     const machine = new KvStateMachine();
     machine.apply(put('empty', Buffer.alloc(0)), 1);

@@ -138,7 +138,7 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
     if (!matchesExpected(put.expectedVersion, current)) {
       return { applied: false, version: current?.version ?? 0, existed: current !== undefined };
     }
-    this.tree.set(put.key, { value: put.value, version: index });
+    this.tree.set(put.key, { value: ownedCopy(put.value), version: index });
     return { applied: true, version: index, existed: current !== undefined };
   }
 
@@ -224,7 +224,7 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
       const valueStart = keyEnd + 12;
       if (valueStart + valueLength > input.length) fail(`entry ${i} is truncated`, offset);
       // A copy, so the (possibly large) snapshot buffer is not kept alive by a few old values.
-      const value = Buffer.from(input.subarray(valueStart, valueStart + valueLength));
+      const value = ownedCopy(input.subarray(valueStart, valueStart + valueLength));
       tree.set(key, { value, version });
       previousKey = key;
       offset = valueStart + valueLength;
@@ -232,6 +232,19 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
     if (offset !== input.length) fail(`${input.length - offset} bytes after the last entry`, offset);
     this.tree = tree;
   }
+}
+
+/**
+ * The bytes in a buffer of their own. A decoded value is a view into whatever it was decoded from:
+ * the log entry, the append message, and through them a 64 KiB slab of Node's buffer pool shared
+ * with other, short-lived buffers (Buffer.from and Buffer.concat cut anything under 32 KiB from it).
+ * Kept as a view, one stored value would keep all of that alive for as long as the key is not
+ * overwritten; a shard's memory would follow the traffic it has seen, not the data it holds.
+ */
+function ownedCopy(bytes: Uint8Array): Buffer {
+  const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
+  copy.set(bytes);
+  return copy;
 }
 
 /** Expected version: absent = unconditional; 0 = the key must not exist; N = current version is N. */
