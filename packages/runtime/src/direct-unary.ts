@@ -96,6 +96,16 @@ const TIMEOUT_PATTERN = /^(\d{1,8})([HMSmun])$/;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc+proto', 'grpc-accept-encoding': 'identity,deflate,gzip', 'grpc-encoding': 'identity' };
+/**
+ * The same headers as a flat list, which is how an OK answer sends them: given an object, Node copies
+ * it into a new dictionary-mode object that the stream keeps (and that was a tenth of what a
+ * leader promoted to the old generation per call); given a list, it reads the list as it is.
+ * No `date` header: gRPC has no use for one, and Node would format it for every answer.
+ */
+const RESPONSE_HEADER_LIST: readonly string[] = Object.freeze(
+  Object.entries(RESPONSE_HEADERS).flatMap(([name, value]) => [name, String(value)]),
+);
+const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true, sendDate: false });
 const OK_TRAILERS = { 'grpc-status': '0', 'grpc-message': '' };
 /** Request headers grpc-js keeps out of the metadata a handler sees. */
 const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'];
@@ -122,24 +132,30 @@ function expire(call: DirectUnaryCall): void {
 }
 
 /**
- * The call each stream belongs to. The stream's listeners are the shared functions below, which
- * find their call here, and a closed stream is removed: Node's HTTP/2 stream objects often live
- * through a scavenge or two after they close, and whatever they still pointed to (the call, its
- * request and headers) would be promoted to the old generation with them.
+ * The call each stream belongs to, kept on the stream under this symbol. The stream's listeners are
+ * the shared functions below, which find their call there, and a closed stream lets go of it:
+ * Node's HTTP/2 stream objects often live through a scavenge or two after they close, and whatever
+ * they still pointed to (the call, its request and headers) would be promoted to the old generation
+ * with them. (A property rather than a WeakMap: the map's table, grown and shrunk by every call,
+ * was itself promoted over and over.)
  */
-const callsByStream = new WeakMap<ServerHttp2Stream, DirectUnaryCall>();
+const CALL = Symbol('concord.directUnaryCall');
 
-function onStreamData(this: ServerHttp2Stream, chunk: Buffer): void {
-  callsByStream.get(this)?.data(chunk);
+interface StreamWithCall extends ServerHttp2Stream {
+  [CALL]?: DirectUnaryCall | undefined;
 }
 
-function onStreamEnd(this: ServerHttp2Stream): void {
-  callsByStream.get(this)?.end();
+function onStreamData(this: StreamWithCall, chunk: Buffer): void {
+  this[CALL]?.data(chunk);
 }
 
-function onStreamClose(this: ServerHttp2Stream): void {
-  const call = callsByStream.get(this);
-  callsByStream.delete(this);
+function onStreamEnd(this: StreamWithCall): void {
+  this[CALL]?.end();
+}
+
+function onStreamClose(this: StreamWithCall): void {
+  const call = this[CALL];
+  this[CALL] = undefined;
   this.off('data', onStreamData);
   call?.closed();
 }
@@ -196,13 +212,14 @@ class DirectUnaryCall extends EventEmitter {
 
   start(): void {
     const { stream } = this;
-    callsByStream.set(stream, this);
+    (stream as StreamWithCall)[CALL] = this;
     stream.on('error', ignoreError);
-    stream.once('close', onStreamClose);
+    // on(), not once(): each fires once anyway, and once() wraps the listener in a new closure.
+    stream.on('close', onStreamClose);
     // Read from the start, also when the call is refused below: a stream whose request is never
     // read to its end never closes.
     stream.on('data', onStreamData);
-    stream.once('end', onStreamEnd);
+    stream.on('end', onStreamEnd);
     const timeout = this.headers['grpc-timeout'];
     if (timeout !== undefined) {
       const match = TIMEOUT_PATTERN.exec(String(timeout));
@@ -331,8 +348,8 @@ class DirectUnaryCall extends EventEmitter {
     frame.writeUInt32BE(bytes.length, 1);
     frame.set(bytes, FRAME_HEADER_BYTES);
     try {
-      stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
-      stream.once('wantTrailers', sendOkTrailers);
+      stream.respond(RESPONSE_HEADER_LIST, RESPOND_WITH_TRAILERS);
+      stream.on('wantTrailers', sendOkTrailers);
       stream.end(frame);
     } catch (error) {
       this.broken(error);
