@@ -86,9 +86,9 @@ export function isPlainGrpc(headers: IncomingHttpHeaders): boolean {
   return encoding === undefined || encoding === 'identity';
 }
 
-/** Answers one unary call on `stream`. */
+/** Answers one unary call on a node:http2 `stream`. */
 export function serveDirectUnary(route: DirectRoute, stream: ServerHttp2Stream, headers: IncomingHttpHeaders, environment: DirectCallEnvironment): void {
-  new DirectUnaryCall(route, stream, headers, environment).start();
+  new NodeUnaryCall(route, stream, headers, environment).start();
 }
 
 const FRAME_HEADER_BYTES = 5;
@@ -127,7 +127,7 @@ function sendOkTrailers(this: ServerHttp2Stream): void {
   this.sendTrailers(OK_TRAILERS);
 }
 
-function expire(call: DirectUnaryCall): void {
+function expire(call: UnaryCall): void {
   call.deadlineReached();
 }
 
@@ -142,7 +142,7 @@ function expire(call: DirectUnaryCall): void {
 const CALL = Symbol('concord.directUnaryCall');
 
 interface StreamWithCall extends ServerHttp2Stream {
-  [CALL]?: DirectUnaryCall | undefined;
+  [CALL]?: NodeUnaryCall | undefined;
 }
 
 function onStreamData(this: StreamWithCall, chunk: Buffer): void {
@@ -164,11 +164,15 @@ function onStreamClose(this: StreamWithCall): void {
  * A unary call in progress, with what the grpc-js call object offers a handler (request, metadata,
  * getDeadline, getPath, getPeer, cancelled and the 'cancelled' event). Like grpc-js, it emits
  * 'cancelled' once the call is over for any reason, and `cancelled` is then true.
+ *
+ * The HTTP/2 side is the subclass's: NodeUnaryCall below answers on a node:http2 stream, the lean
+ * server's calls (h2/lean-session.ts) on its own streams. The transport feeds data(), end() and
+ * closed(); the call answers through writeAnswer(), writeStatus() and resetStream().
  */
-class DirectUnaryCall extends EventEmitter {
+export abstract class UnaryCall extends EventEmitter {
   request: unknown = undefined;
   cancelled = false;
-  private finished = false;
+  protected finished = false;
   private deadline = Infinity;
   private timer: NodeJS.Timeout | undefined;
   private readonly startedAt = performance.now();
@@ -179,17 +183,27 @@ class DirectUnaryCall extends EventEmitter {
   private metadataValue: grpc.Metadata | undefined;
 
   constructor(
-    private readonly route: DirectRoute,
-    private readonly stream: ServerHttp2Stream,
-    private readonly headers: IncomingHttpHeaders,
-    private readonly environment: DirectCallEnvironment,
+    protected readonly route: DirectRoute,
+    protected readonly environment: DirectCallEnvironment,
   ) {
     super();
   }
 
+  /** The request headers as Node presents them (names lowercase; repeated names as arrays). */
+  protected abstract requestHeaders(): IncomingHttpHeaders;
+  /** Whether an answer can still be written (nothing sent yet, stream not gone). */
+  protected abstract answerable(): boolean;
+  /** Response headers, `frame` (one length-prefixed message) and OK trailers. */
+  protected abstract writeAnswer(frame: Buffer): void;
+  /** A trailers-only answer made of `fields` ([name, value, ...]). */
+  protected abstract writeStatus(fields: string[]): void;
+  /** Resets the stream: writing the answer failed. */
+  protected abstract resetStream(): void;
+  abstract getPeer(): string;
+
   get metadata(): grpc.Metadata {
     if (this.metadataValue === undefined) {
-      const metadata = grpc.Metadata.fromHttp2Headers(this.headers);
+      const metadata = grpc.Metadata.fromHttp2Headers(this.requestHeaders());
       for (const name of TRANSPORT_HEADERS) metadata.remove(name);
       this.metadataValue = metadata;
     }
@@ -204,23 +218,9 @@ class DirectUnaryCall extends EventEmitter {
     return this.route.path;
   }
 
-  getPeer(): string {
-    const socket = this.stream.session?.socket;
-    if (socket?.remoteAddress === undefined) return 'unknown';
-    return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
-  }
-
+  /** Starts the deadline (the transport is already feeding the call). */
   start(): void {
-    const { stream } = this;
-    (stream as StreamWithCall)[CALL] = this;
-    stream.on('error', ignoreError);
-    // on(), not once(): each fires once anyway, and once() wraps the listener in a new closure.
-    stream.on('close', onStreamClose);
-    // Read from the start, also when the call is refused below: a stream whose request is never
-    // read to its end never closes.
-    stream.on('data', onStreamData);
-    stream.on('end', onStreamEnd);
-    const timeout = this.headers['grpc-timeout'];
+    const timeout = this.requestHeaders()['grpc-timeout'];
     if (timeout !== undefined) {
       const match = TIMEOUT_PATTERN.exec(String(timeout));
       if (match === null) {
@@ -295,7 +295,7 @@ class DirectUnaryCall extends EventEmitter {
 
   private run(): void {
     const { route } = this;
-    const parent = propagation.extract(ROOT_CONTEXT, this.headers, defaultTextMapGetter);
+    const parent = propagation.extract(ROOT_CONTEXT, this.requestHeaders(), defaultTextMapGetter);
     const span = tracer.startSpan(
       route.spanName,
       { kind: SpanKind.SERVER, attributes: { 'rpc.system': 'grpc', 'rpc.method': route.method, 'rpc.service': route.service } },
@@ -324,7 +324,7 @@ class DirectUnaryCall extends EventEmitter {
    */
   private broken(error: unknown): void {
     this.environment.logFailure(this.route.path, error instanceof Error ? error : new Error(String(error)));
-    if (!this.stream.destroyed) this.stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+    this.resetStream();
     if (!this.finished) this.finish(grpc.status.INTERNAL, 'answering the call failed');
   }
 
@@ -341,16 +341,13 @@ class DirectUnaryCall extends EventEmitter {
       this.answerStatus(grpc.status.RESOURCE_EXHAUSTED, `Sent message larger than max (${bytes.length} vs. ${this.environment.maxMessageBytes})`);
       return;
     }
-    const { stream } = this;
-    if (stream.destroyed || stream.headersSent) return;
+    if (!this.answerable()) return;
     const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bytes.length);
     frame[0] = 0;
     frame.writeUInt32BE(bytes.length, 1);
     frame.set(bytes, FRAME_HEADER_BYTES);
     try {
-      stream.respond(RESPONSE_HEADER_LIST, RESPOND_WITH_TRAILERS);
-      stream.on('wantTrailers', sendOkTrailers);
-      stream.end(frame);
+      this.writeAnswer(frame);
     } catch (error) {
       this.broken(error);
       return;
@@ -370,18 +367,16 @@ class DirectUnaryCall extends EventEmitter {
   }
 
   /** A trailers-only answer: the status, its message and any trailing metadata. */
-  private answerStatus(code: grpc.status, details: string, metadata?: grpc.Metadata | null): void {
+  protected answerStatus(code: grpc.status, details: string, metadata?: grpc.Metadata | null): void {
     if (this.finished) return;
-    const { stream } = this;
-    if (!stream.destroyed && !stream.headersSent) {
-      const trailers: Record<string, string | string[] | number> = {
-        ...RESPONSE_HEADERS,
-        ...(metadata?.toHttp2Headers() as Record<string, string | string[]> | undefined),
-        'grpc-status': String(code),
-        'grpc-message': encodeGrpcMessage(details),
-      };
+    if (this.answerable()) {
+      const fields = [...RESPONSE_HEADER_LIST];
+      for (const [name, value] of Object.entries(metadata?.toHttp2Headers() ?? {})) {
+        for (const one of Array.isArray(value) ? value : [value]) if (one !== undefined) fields.push(name, String(one));
+      }
+      fields.push('grpc-status', String(code), 'grpc-message', encodeGrpcMessage(details));
       try {
-        stream.respond(trailers, { endStream: true });
+        this.writeStatus(fields);
       } catch (error) {
         this.broken(error);
         return;
@@ -427,5 +422,59 @@ class DirectUnaryCall extends EventEmitter {
       }
       span.end();
     }
+  }
+}
+
+/** A direct call on a node:http2 stream. */
+class NodeUnaryCall extends UnaryCall {
+  constructor(
+    route: DirectRoute,
+    private readonly stream: ServerHttp2Stream,
+    private readonly headers: IncomingHttpHeaders,
+    environment: DirectCallEnvironment,
+  ) {
+    super(route, environment);
+  }
+
+  override start(): void {
+    const { stream } = this;
+    (stream as StreamWithCall)[CALL] = this;
+    stream.on('error', ignoreError);
+    // on(), not once(): each fires once anyway, and once() wraps the listener in a new closure.
+    stream.on('close', onStreamClose);
+    // Read from the start, also when the call is refused: a stream whose request is never read to
+    // its end never closes.
+    stream.on('data', onStreamData);
+    stream.on('end', onStreamEnd);
+    super.start();
+  }
+
+  protected requestHeaders(): IncomingHttpHeaders {
+    return this.headers;
+  }
+
+  protected answerable(): boolean {
+    return !this.stream.destroyed && !this.stream.headersSent;
+  }
+
+  protected writeAnswer(frame: Buffer): void {
+    const { stream } = this;
+    stream.respond(RESPONSE_HEADER_LIST, RESPOND_WITH_TRAILERS);
+    stream.on('wantTrailers', sendOkTrailers);
+    stream.end(frame);
+  }
+
+  protected writeStatus(fields: string[]): void {
+    this.stream.respond(fields, { endStream: true });
+  }
+
+  protected resetStream(): void {
+    if (!this.stream.destroyed) this.stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  getPeer(): string {
+    const socket = this.stream.session?.socket;
+    if (socket?.remoteAddress === undefined) return 'unknown';
+    return socket.remotePort === undefined ? socket.remoteAddress : `${socket.remoteAddress}:${socket.remotePort}`;
   }
 }

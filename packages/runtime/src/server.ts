@@ -3,8 +3,10 @@
 import { readFileSync } from 'node:fs';
 import { lookup } from 'node:dns/promises';
 import http2, { type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { isIP } from 'node:net';
+import net, { isIP, type Socket } from 'node:net';
+import tlsModule from 'node:tls';
 import { constants as osConstants } from 'node:os';
+import { duplexPair } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
@@ -18,6 +20,7 @@ import { flushTelemetry } from './telemetry.js';
 import { serverTlsOptions, type TlsMaterial } from './tls.js';
 import { DIRECT_HANDLER, directRoutes, isPlainGrpc, serveDirectUnary, type DirectCallEnvironment, type DirectHandler, type DirectRoute } from './direct-unary.js';
 import { rawDescriptorPackage, splitFileDescriptorSet } from './reflection-descriptors.js';
+import { LeanSession, type LeanSessionOptions } from './h2/lean-session.js';
 
 /** An async unary handler; throw ServiceError for expected failures. */
 export type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<Req, Res>) => Promise<Res>;
@@ -350,13 +353,32 @@ function grpcJsStreamHandler(server: grpc.Server): StreamHandler {
 
 function createHttp2Server(tls: TlsMaterial | undefined): Http2Server {
   if (tls === undefined) return http2.createServer(HTTP2_SERVER_OPTIONS);
-  const server = http2.createSecureServer({ ...HTTP2_SERVER_OPTIONS, ...serverTlsOptions(tls) });
-  // A connection that fails the handshake or breaks later is the client's problem, not the server's.
-  server.on('secureConnection', (socket: NodeJS.EventEmitter) => socket.on('error', () => undefined));
+  return http2.createSecureServer({ ...HTTP2_SERVER_OPTIONS, ...serverTlsOptions(tls) });
+}
+
+/**
+ * What listens: a TCP server (or a TLS one, mutual and with "h2" negotiated by ALPN) whose
+ * connections start in the lean server (h2/lean-session.ts), which keeps the ones that call direct
+ * unary methods and hands the others to `http2Server`, as if they had just arrived there.
+ */
+function createFrontServer(tls: TlsMaterial | undefined, http2Server: Http2Server, startSession: (socket: Socket, handOff: (socket: Socket) => void) => void): net.Server {
+  if (tls === undefined) {
+    const handOff = (socket: Socket): void => void http2Server.emit('connection', socket);
+    return net.createServer({ noDelay: true }, (socket) => startSession(socket, handOff));
+  }
+  const handOff = (socket: Socket): void => void http2Server.emit('secureConnection', socket);
+  const server = tlsModule.createServer({ ...serverTlsOptions(tls), ALPNProtocols: ['h2'] }, (socket) => {
+    // A connection that breaks is the client's problem, not the server's.
+    socket.on('error', () => undefined);
+    // Without "h2" agreed (a client that offered no ALPN), node:http2 decides what to do with it.
+    if (socket.alpnProtocol !== 'h2') handOff(socket);
+    else startSession(socket, handOff);
+  });
+  server.on('tlsClientError', () => undefined);
   return server;
 }
 
-function listen(server: Http2Server, host: string, port: number): Promise<number> {
+function listen(server: net.Server, host: string, port: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const onError = (error: Error): void => reject(new Error(`cannot listen on ${joinHostPort(host, port)}: ${error.message}`, { cause: error }));
     server.once('error', onError);
@@ -395,8 +417,9 @@ export class ConcordServer {
     readonly port: number,
     readonly address: string,
     private readonly server: grpc.Server,
-    private readonly http2Servers: readonly Http2Server[],
+    private readonly frontServers: readonly net.Server[],
     private readonly sessions: Set<Http2Session>,
+    private readonly leanSessions: Set<LeanSession>,
     private readonly health: HealthImplementation,
     private readonly serviceNames: readonly string[],
     private readonly logger: Logger,
@@ -405,7 +428,13 @@ export class ConcordServer {
 
   static async start(options: ConcordServerOptions): Promise<ConcordServer> {
     setHandlerLogger(options.logger);
-    const meter = new CallMeter(options.metrics ?? processMetrics());
+    const metrics = options.metrics ?? processMetrics();
+    const meter = new CallMeter(metrics);
+    const connections = metrics.counter({
+      name: 'concord_grpc_server_connections_total',
+      help: 'Connections accepted, by what serves them: the lean HTTP/2 server (their first call was a direct unary method) or node:http2 with grpc-js.',
+      labelNames: ['served_by'],
+    });
     const server = new grpc.Server({
       'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
       'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
@@ -445,10 +474,30 @@ export class ConcordServer {
       session.on('error', () => undefined);
     };
 
-    // One HTTP/2 server per address; with port 0, the others take the port the first one got. As
-    // with grpc-js, a name serves if one of its addresses could be bound (::1 on a host without
-    // IPv6 is skipped with a warning).
-    const http2Servers: Http2Server[] = [];
+    const leanSessions = new Set<LeanSession>();
+    // Streams of other methods on lean connections reach grpc-js through this server, in process.
+    const internalServer = createHttp2Server(undefined);
+    internalServer.on('stream', onStream);
+    internalServer.on('session', onSession);
+    const leanOptions: Omit<LeanSessionOptions, 'handOff'> = {
+      routes,
+      environment,
+      onEnd: (session) => leanSessions.delete(session),
+      onServedBy: (servedBy) => connections.labels({ served_by: servedBy }).inc(),
+      connectInternal: () => {
+        const [inside, outside] = duplexPair();
+        internalServer.emit('connection', outside);
+        return inside;
+      },
+    };
+    const startSession = (socket: Socket, handOff: (socket: Socket) => void): void => {
+      leanSessions.add(new LeanSession(socket, { ...leanOptions, handOff }));
+    };
+
+    // One listener per address; with port 0, the others take the port the first one got. As with
+    // grpc-js, a name serves if one of its addresses could be bound (::1 on a host without IPv6 is
+    // skipped with a warning).
+    const frontServers: net.Server[] = [];
     let port = options.port;
     let firstError: unknown;
     try {
@@ -456,9 +505,10 @@ export class ConcordServer {
         const http2Server = createHttp2Server(options.tls);
         http2Server.on('stream', onStream);
         http2Server.on('session', onSession);
+        const front = createFrontServer(options.tls, http2Server, startSession);
         try {
-          port = await listen(http2Server, host, port);
-          http2Servers.push(http2Server);
+          port = await listen(front, host, port);
+          frontServers.push(front);
         } catch (error) {
           firstError ??= error;
           options.logger.warn({ err: error, host }, 'cannot listen on one of the addresses of the host');
@@ -467,7 +517,7 @@ export class ConcordServer {
     } catch (error) {
       firstError = error;
     }
-    if (http2Servers.length === 0) {
+    if (frontServers.length === 0) {
       server.forceShutdown();
       throw firstError instanceof Error ? firstError : new Error(`cannot listen on ${options.host}`);
     }
@@ -477,8 +527,9 @@ export class ConcordServer {
       port,
       address,
       server,
-      http2Servers,
+      frontServers,
       sessions,
+      leanSessions,
       health,
       serviceNames,
       options.logger,
@@ -501,8 +552,9 @@ export class ConcordServer {
     // Probes and load balancers see NOT_SERVING first, so new traffic goes elsewhere.
     for (const name of ['', ...this.serviceNames]) this.setServing(name, false);
     // No new connections; every session gets a GOAWAY and closes once its calls have finished.
-    const listenerClosed = Promise.all(this.http2Servers.map((http2Server) => new Promise<void>((resolve) => http2Server.close(() => resolve()))));
+    const listenerClosed = Promise.all(this.frontServers.map((front) => new Promise<void>((resolve) => front.close(() => resolve()))));
     for (const session of this.sessions) session.close();
+    for (const session of this.leanSessions) session.close();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => {
       timer = setTimeout(() => resolve(false), this.shutdownGraceMs);
@@ -512,6 +564,7 @@ export class ConcordServer {
     if (!finished) {
       this.logger.warn({ address: this.address, graceMs: this.shutdownGraceMs }, 'calls still running after the grace period; forcing shutdown');
       for (const session of this.sessions) session.destroy();
+      for (const session of this.leanSessions) session.destroy();
       await listenerClosed;
     }
     this.server.forceShutdown();

@@ -115,23 +115,24 @@ describe('shard node over gRPC (single engine)', () => {
     const written = await shard.put({ key, value: Buffer.from('keep') });
     const before = await shard.status();
     const longKey = 'k'.repeat(4097);
-    const cases: [string, Promise<unknown>, RegExp][] = [
-      ['empty key (get)', shard.get({ key: '' }), /^key: must not be empty/],
-      ['empty key (put)', shard.put({ key: '', value: Buffer.from('x') }), /^key: must not be empty/],
-      ['empty key (delete)', shard.delete({ key: '' }), /^key: must not be empty/],
-      ['4097-byte key', shard.put({ key: longKey, value: Buffer.from('x') }), /^key: must be at most 4096 bytes.*got 4097/],
-      ['4097-byte key (get)', shard.get({ key: longKey }), /^key: must be at most 4096 bytes/],
-      ['1 MiB + 1 value', shard.put({ key, value: Buffer.alloc(1024 * 1024 + 1) }), /^value: must be at most 1048576 bytes.*got 1048577/],
-      ['limit 10001', shard.scan({ prefix: 'scan/', limit: 10001 }), /^limit: must be between 1 and 10000/],
-      ['unknown consistency (get)', shard.get({ key, consistency: 7 as ReadConsistency }), /^consistency: unknown value 7/],
-      ['unknown consistency (scan)', shard.scan({ consistency: 7 as ReadConsistency }), /^consistency: unknown value 7/],
-      ['prefix with a range', shard.scan({ prefix: 'a', startKey: 'b' }), /^prefix: must not be combined with start_key\/end_key/],
-      ['start >= end', shard.scan({ startKey: 'm', endKey: 'm' }), /^start_key: must be less than end_key/],
-      ['start > end', shard.scan({ startKey: 'z', endKey: 'a' }), /^start_key: must be less than end_key/],
-      ['4097-byte prefix', shard.scan({ prefix: longKey }), /^prefix: must be at most 4096 bytes/],
+    // Each call starts when its turn comes: a rejection with no handler yet would fail the test.
+    const cases: [string, () => Promise<unknown>, RegExp][] = [
+      ['empty key (get)', () => shard.get({ key: '' }), /^key: must not be empty/],
+      ['empty key (put)', () => shard.put({ key: '', value: Buffer.from('x') }), /^key: must not be empty/],
+      ['empty key (delete)', () => shard.delete({ key: '' }), /^key: must not be empty/],
+      ['4097-byte key', () => shard.put({ key: longKey, value: Buffer.from('x') }), /^key: must be at most 4096 bytes.*got 4097/],
+      ['4097-byte key (get)', () => shard.get({ key: longKey }), /^key: must be at most 4096 bytes/],
+      ['1 MiB + 1 value', () => shard.put({ key, value: Buffer.alloc(1024 * 1024 + 1) }), /^value: must be at most 1048576 bytes.*got 1048577/],
+      ['limit 10001', () => shard.scan({ prefix: 'scan/', limit: 10001 }), /^limit: must be between 1 and 10000/],
+      ['unknown consistency (get)', () => shard.get({ key, consistency: 7 as ReadConsistency }), /^consistency: unknown value 7/],
+      ['unknown consistency (scan)', () => shard.scan({ consistency: 7 as ReadConsistency }), /^consistency: unknown value 7/],
+      ['prefix with a range', () => shard.scan({ prefix: 'a', startKey: 'b' }), /^prefix: must not be combined with start_key\/end_key/],
+      ['start >= end', () => shard.scan({ startKey: 'm', endKey: 'm' }), /^start_key: must be less than end_key/],
+      ['start > end', () => shard.scan({ startKey: 'z', endKey: 'a' }), /^start_key: must be less than end_key/],
+      ['4097-byte prefix', () => shard.scan({ prefix: longKey }), /^prefix: must be at most 4096 bytes/],
     ];
-    for (const [name, promise, message] of cases) {
-      await assert.rejects(promise, (error: GrpcServiceError) => {
+    for (const [name, call, message] of cases) {
+      await assert.rejects(call(), (error: GrpcServiceError) => {
         assert.equal(error.code, status.INVALID_ARGUMENT, `${name}: got ${error.code} ${error.details}`);
         assert.match(error.details, message, name);
         return true;

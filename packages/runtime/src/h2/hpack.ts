@@ -1,0 +1,365 @@
+// HPACK (RFC 7541): the header compression of HTTP/2, as the lean server needs it.
+//
+// Decoding is complete: indexed fields, literals with and without indexing, never-indexed
+// literals, dynamic table size updates, Huffman-coded strings, and the dynamic table with its size
+// accounting and eviction. Encoding is the simplest conforming subset: every field a literal
+// without indexing (so this side never uses a dynamic table), names from the static table where
+// one matches, strings raw. Answers' headers are few and mostly precomputed (see encodeFields).
+//
+// Strings decode to JS strings in Latin-1, as Node's HTTP/2 does. A field taken from the dynamic
+// table comes back as the same string objects each time it is referenced, so the headers a client
+// repeats on every call (content-type, user-agent, te, :authority...) cost nothing to decode after
+// the first.
+
+/** An HPACK decoding failure: a COMPRESSION_ERROR of the connection (RFC 7540 §4.3). */
+export class HpackError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'HpackError';
+  }
+}
+
+/** RFC 7541 Appendix A. Index 1 is STATIC_TABLE[0]. */
+export const STATIC_TABLE: readonly (readonly [string, string])[] = [
+  [':authority', ''],
+  [':method', 'GET'],
+  [':method', 'POST'],
+  [':path', '/'],
+  [':path', '/index.html'],
+  [':scheme', 'http'],
+  [':scheme', 'https'],
+  [':status', '200'],
+  [':status', '204'],
+  [':status', '206'],
+  [':status', '304'],
+  [':status', '400'],
+  [':status', '404'],
+  [':status', '500'],
+  ['accept-charset', ''],
+  ['accept-encoding', 'gzip, deflate'],
+  ['accept-language', ''],
+  ['accept-ranges', ''],
+  ['accept', ''],
+  ['access-control-allow-origin', ''],
+  ['age', ''],
+  ['allow', ''],
+  ['authorization', ''],
+  ['cache-control', ''],
+  ['content-disposition', ''],
+  ['content-encoding', ''],
+  ['content-language', ''],
+  ['content-length', ''],
+  ['content-location', ''],
+  ['content-range', ''],
+  ['content-type', ''],
+  ['cookie', ''],
+  ['date', ''],
+  ['etag', ''],
+  ['expect', ''],
+  ['expires', ''],
+  ['from', ''],
+  ['host', ''],
+  ['if-match', ''],
+  ['if-modified-since', ''],
+  ['if-none-match', ''],
+  ['if-range', ''],
+  ['if-unmodified-since', ''],
+  ['last-modified', ''],
+  ['link', ''],
+  ['location', ''],
+  ['max-forwards', ''],
+  ['proxy-authenticate', ''],
+  ['proxy-authorization', ''],
+  ['range', ''],
+  ['referer', ''],
+  ['refresh', ''],
+  ['retry-after', ''],
+  ['server', ''],
+  ['set-cookie', ''],
+  ['strict-transport-security', ''],
+  ['transfer-encoding', ''],
+  ['user-agent', ''],
+  ['vary', ''],
+  ['via', ''],
+  ['www-authenticate', ''],
+];
+
+/**
+ * The Huffman code of RFC 7541 Appendix B, by code length. The code is canonical: within one
+ * length, codes are consecutive in symbol order, and each length's first code follows the last
+ * of the shorter lengths shifted left, so the lengths alone determine every code (symbol 256 is EOS).
+ */
+const HUFFMAN_SYMBOLS_BY_LENGTH: Readonly<Record<number, string | readonly number[]>> = {
+  5: '012aceiost',
+  6: ' %-./3456789=A_bdfghlmnpru',
+  7: ':BCDEFGHIJKLMNOPQRSTUVWYjkqvwxyz',
+  8: '&*,;XZ',
+  10: '!"()?',
+  11: "'+|",
+  12: '#>',
+  13: [0, 36, 64, 91, 93, 126],
+  14: [94, 125],
+  15: [60, 96, 123],
+  19: [92, 195, 208],
+  20: [128, 130, 131, 162, 184, 194, 224, 226],
+  21: [153, 161, 167, 172, 176, 177, 179, 209, 216, 217, 227, 229, 230],
+  22: [129, 132, 133, 134, 136, 146, 154, 156, 160, 163, 164, 169, 170, 173, 178, 181, 185, 186, 187, 189, 190, 196, 198, 228, 232, 233],
+  23: [1, 135, 137, 138, 139, 140, 141, 143, 147, 149, 150, 151, 152, 155, 157, 158, 165, 166, 168, 174, 175, 180, 182, 183, 188, 191, 197, 231, 239],
+  24: [9, 142, 144, 145, 148, 159, 171, 206, 215, 225, 236, 237],
+  25: [199, 207, 234, 235],
+  26: [192, 193, 200, 201, 202, 205, 210, 213, 218, 219, 238, 240, 242, 243, 255],
+  27: [203, 204, 211, 212, 214, 221, 222, 223, 241, 244, 245, 246, 247, 248, 250, 251, 252, 253, 254],
+  28: [2, 3, 4, 5, 6, 7, 8, 11, 12, 14, 15, 16, 17, 18, 19, 20, 21, 23, 24, 25, 26, 27, 28, 29, 30, 31, 127, 220, 249],
+  30: [10, 13, 22, 256],
+};
+
+const EOS = 256;
+
+/**
+ * The decoding tree, flattened: node n's children are TREE[2n] (bit 0) and TREE[2n + 1] (bit 1);
+ * a child >= 0 is another node, a child < 0 is the leaf of symbol -child - 1, and 0 (only the root
+ * has index 0, so no node points to it) means no code continues this way.
+ */
+const TREE: Int32Array = (() => {
+  const codes: { symbol: number; length: number; code: number }[] = [];
+  let code = 0;
+  let previousLength = 0;
+  const lengths = Object.keys(HUFFMAN_SYMBOLS_BY_LENGTH).map(Number).sort((a, b) => a - b);
+  for (const length of lengths) {
+    code <<= length - previousLength;
+    previousLength = length;
+    const group = HUFFMAN_SYMBOLS_BY_LENGTH[length]!;
+    const symbols = typeof group === 'string' ? [...group].map((c) => c.charCodeAt(0)) : [...group];
+    symbols.sort((a, b) => a - b);
+    for (const symbol of symbols) codes.push({ symbol, length, code: code++ });
+  }
+  // A complete prefix code ends exactly at 2^length: this catches a mistyped table at startup.
+  if (codes.length !== 257 || code !== 2 ** previousLength) throw new Error('hpack: the Huffman table is inconsistent');
+  const tree: number[] = [0, 0];
+  for (const { symbol, length, code: bits } of codes) {
+    let node = 0;
+    for (let i = length - 1; i > 0; i--) {
+      const slot = 2 * node + ((bits >>> i) & 1);
+      if (tree[slot] === 0) {
+        tree[slot] = tree.length / 2;
+        tree.push(0, 0);
+      }
+      node = tree[slot]!;
+    }
+    tree[2 * node + (bits & 1)] = -symbol - 1;
+  }
+  return Int32Array.from(tree);
+})();
+
+/** Decodes a Huffman-coded string (RFC 7541 §5.2), checking the padding. */
+export function huffmanDecode(input: Uint8Array, start: number, end: number): string {
+  let out = '';
+  let node = 0;
+  let depth = 0; // bits consumed since the last complete symbol
+  let allOnes = true; // whether those bits were all 1 (valid padding is a prefix of EOS)
+  for (let i = start; i < end; i++) {
+    const byte = input[i]!;
+    for (let bit = 7; bit >= 0; bit--) {
+      const b = (byte >>> bit) & 1;
+      const next = TREE[2 * node + b]!;
+      depth++;
+      allOnes &&= b === 1;
+      if (next < 0) {
+        const symbol = -next - 1;
+        if (symbol === EOS) throw new HpackError('a Huffman-coded string contains EOS');
+        out += String.fromCharCode(symbol);
+        node = 0;
+        depth = 0;
+        allOnes = true;
+      } else if (next === 0) {
+        throw new HpackError('an invalid Huffman code');
+      } else {
+        node = next;
+      }
+    }
+  }
+  if (depth > 7 || !allOnes) throw new HpackError('invalid padding at the end of a Huffman-coded string');
+  return out;
+}
+
+/** Octets an entry takes in the dynamic table (RFC 7541 §4.1). */
+function entrySize(name: string, value: string): number {
+  return name.length + value.length + 32;
+}
+
+/**
+ * The decoding side of one connection. `decode` takes a whole header block (HEADERS plus its
+ * CONTINUATION frames, joined) and returns its fields as [name, value, name, value, ...].
+ */
+export class HpackDecoder {
+  /** Newest entry last. */
+  private readonly names: string[] = [];
+  private readonly values: string[] = [];
+  private size = 0;
+  private maxSize: number;
+
+  /** `settingsMaxSize`: the SETTINGS_HEADER_TABLE_SIZE this side announced (4096 unless changed). */
+  constructor(private readonly settingsMaxSize = 4096) {
+    this.maxSize = settingsMaxSize;
+  }
+
+  decode(block: Uint8Array): string[] {
+    const fields: string[] = [];
+    let pos = 0;
+    let fieldSeen = false;
+    const length = block.length;
+    // Integers and strings are read by these closures over `pos`.
+    const integer = (prefixBits: number): number => {
+      const mask = (1 << prefixBits) - 1;
+      let value = block[pos++]! & mask;
+      if (value < mask) return value;
+      let shift = 0;
+      for (;;) {
+        if (pos >= length) throw new HpackError('a header block ends inside an integer');
+        const byte = block[pos++]!;
+        value += (byte & 0x7f) * 2 ** shift;
+        shift += 7;
+        if ((byte & 0x80) === 0) break;
+        if (shift > 28) throw new HpackError('an integer too large');
+      }
+      return value;
+    };
+    const string = (): string => {
+      if (pos >= length) throw new HpackError('a header block ends before a string');
+      const huffman = (block[pos]! & 0x80) !== 0;
+      const size = integer(7);
+      const end = pos + size;
+      if (end > length) throw new HpackError('a string runs past the end of the header block');
+      const text = huffman ? huffmanDecode(block, pos, end) : latin1(block, pos, end);
+      pos = end;
+      return text;
+    };
+    while (pos < length) {
+      const first = block[pos]!;
+      if ((first & 0x80) !== 0) {
+        const index = integer(7);
+        fields.push(this.name(index), this.value(index));
+        fieldSeen = true;
+      } else if ((first & 0xc0) === 0x40) {
+        const index = integer(6);
+        const name = index === 0 ? string() : this.name(index);
+        const value = string();
+        fields.push(name, value);
+        this.insert(name, value);
+        fieldSeen = true;
+      } else if ((first & 0xe0) === 0x20) {
+        // A size update is only allowed at the start of a block (RFC 7541 §4.2).
+        if (fieldSeen) throw new HpackError('a dynamic table size update after a header field');
+        const size = integer(5);
+        if (size > this.settingsMaxSize) throw new HpackError(`a dynamic table size update to ${size}, above the ${this.settingsMaxSize} allowed`);
+        this.maxSize = size;
+        this.evict(0);
+      } else {
+        // Literal without indexing (0000) or never indexed (0001).
+        const index = integer(4);
+        const name = index === 0 ? string() : this.name(index);
+        fields.push(name, string());
+        fieldSeen = true;
+      }
+    }
+    return fields;
+  }
+
+  private name(index: number): string {
+    if (index === 0) throw new HpackError('index 0');
+    if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1]![0];
+    const at = this.names.length - (index - STATIC_TABLE.length);
+    if (at < 0) throw new HpackError(`index ${index} is beyond the tables`);
+    return this.names[at]!;
+  }
+
+  private value(index: number): string {
+    if (index <= STATIC_TABLE.length) return STATIC_TABLE[index - 1]![1];
+    return this.values[this.names.length - (index - STATIC_TABLE.length)]!;
+  }
+
+  private insert(name: string, value: string): void {
+    const size = entrySize(name, value);
+    if (size > this.maxSize) {
+      // An entry larger than the table empties it and is not added (RFC 7541 §4.4).
+      this.names.length = 0;
+      this.values.length = 0;
+      this.size = 0;
+      return;
+    }
+    this.evict(size);
+    this.names.push(name);
+    this.values.push(value);
+    this.size += size;
+  }
+
+  /** Evicts the oldest entries until `incoming` more octets fit. */
+  private evict(incoming: number): void {
+    let drop = 0;
+    while (this.size + incoming > this.maxSize && drop < this.names.length) {
+      this.size -= entrySize(this.names[drop]!, this.values[drop]!);
+      drop++;
+    }
+    if (drop > 0) {
+      this.names.splice(0, drop);
+      this.values.splice(0, drop);
+    }
+  }
+}
+
+function latin1(bytes: Uint8Array, start: number, end: number): string {
+  // Short strings are built directly; Buffer's latin1Slice is faster beyond a few dozen bytes.
+  if (end - start < 32) {
+    let out = '';
+    for (let i = start; i < end; i++) out += String.fromCharCode(bytes[i]!);
+    return out;
+  }
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
+}
+
+/** Static table index of each name (its first entry). */
+const STATIC_NAME_INDEX = new Map<string, number>();
+STATIC_TABLE.forEach(([name], i) => {
+  if (!STATIC_NAME_INDEX.has(name)) STATIC_NAME_INDEX.set(name, i + 1);
+});
+
+function pushInteger(out: number[], value: number, prefixBits: number, firstByteFlags: number): void {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) {
+    out.push(firstByteFlags | value);
+    return;
+  }
+  out.push(firstByteFlags | max);
+  let rest = value - max;
+  while (rest >= 0x80) {
+    out.push((rest & 0x7f) | 0x80);
+    rest = Math.floor(rest / 0x80);
+  }
+  out.push(rest);
+}
+
+function pushString(out: number[], text: string): void {
+  pushInteger(out, text.length, 7, 0);
+  for (let i = 0; i < text.length; i++) out.push(text.charCodeAt(i) & 0xff);
+}
+
+/**
+ * A header block for `fields` ([name, value, ...], names lowercase, values Latin-1): each field a
+ * literal without indexing, which any decoder accepts whatever its dynamic table holds.
+ */
+export function encodeFields(fields: readonly string[]): Buffer {
+  const out: number[] = [];
+  for (let i = 0; i < fields.length; i += 2) {
+    const name = fields[i]!;
+    const value = fields[i + 1]!;
+    const index = STATIC_NAME_INDEX.get(name);
+    if (index !== undefined) {
+      pushInteger(out, index, 4, 0);
+    } else {
+      out.push(0);
+      pushString(out, name);
+    }
+    pushString(out, value);
+  }
+  return Buffer.from(out);
+}

@@ -1,0 +1,236 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { GetRequest, KVClient, KVService, PutRequest, type GetResponse, type PutResponse, type ScanResponse } from '@concord/proto/kv';
+import { ServiceError } from '../errors.js';
+import { createLogger } from '../logging.js';
+import { Metrics } from '../metrics.js';
+import { CLIENT_CHANNEL_OPTIONS, ConcordServer, serverStream, unary } from '../server.js';
+import { HpackDecoder, encodeFields } from './hpack.js';
+
+const silent = createLogger({ service: 'test', level: 'silent' });
+const BIG = 7 * 1024 * 1024;
+
+async function startKV(metrics = new Metrics()) {
+  const server = await ConcordServer.start({
+    host: '127.0.0.1',
+    port: 0,
+    logger: silent,
+    metrics,
+    services: [
+      {
+        name: 'concord.v1.KV',
+        definition: KVService,
+        implementation: {
+          get: unary(async (request: GetRequest): Promise<GetResponse> => {
+            if (request.key === 'big') return { found: true, value: Buffer.alloc(BIG, 3), version: 1 };
+            throw new ServiceError(grpc.status.NOT_FOUND, `no key ${request.key}`);
+          }),
+          put: unary(async (request: PutRequest): Promise<PutResponse> => ({ version: request.value.length })),
+          // Not made with unary(): grpc-js answers it.
+          delete: (_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
+            callback({ code: grpc.status.FAILED_PRECONDITION, details: 'answered by grpc-js' }),
+          scan: serverStream(async function* (request: { limit: number }) {
+            for (let i = 0; i < request.limit; i++) yield { kvs: [{ key: `k${i}`, value: Buffer.alloc(1024, i % 256), version: i }] };
+          }),
+        },
+      },
+    ],
+  });
+  return server;
+}
+
+function put(client: KVClient, value: Buffer): Promise<{ error: grpc.ServiceError | null; response: PutResponse | undefined }> {
+  return new Promise((resolve) => client.put(PutRequest.fromPartial({ key: 'k', value }), (error, response) => resolve({ error, response })));
+}
+
+function get(client: KVClient, key: string): Promise<{ error: grpc.ServiceError | null; response: GetResponse | undefined }> {
+  return new Promise((resolve) => client.get(GetRequest.fromPartial({ key }), (error, response) => resolve({ error, response })));
+}
+
+function scan(client: KVClient, limit: number): Promise<ScanResponse[]> {
+  return new Promise((resolve, reject) => {
+    const messages: ScanResponse[] = [];
+    const stream = client.scan({ prefix: '', startKey: '', endKey: '', limit, consistency: 0 });
+    stream.on('data', (message: ScanResponse) => messages.push(message));
+    stream.on('end', () => resolve(messages));
+    stream.on('error', reject);
+  });
+}
+
+async function servedBy(metrics: Metrics): Promise<{ lean: number; node: number }> {
+  const text = await metrics.exposition();
+  const count = (label: string): number => Number(new RegExp(`concord_grpc_server_connections_total\\{served_by="${label}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
+  return { lean: count('lean'), node: count('node_http2') };
+}
+
+test('a connection whose first call is a direct method stays lean, and relays the other methods', async () => {
+  const metrics = new Metrics();
+  const server = await startKV(metrics);
+  const client = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+  try {
+    assert.equal((await put(client, Buffer.from('four'))).response?.version, 4);
+    assert.deepEqual(await servedBy(metrics), { lean: 1, node: 0 });
+    // A unary method of grpc-js, and a server stream larger than the client's windows, relayed.
+    const deleted = await new Promise<grpc.ServiceError | null>((resolve) => client.delete({ key: 'k', expectedVersion: 0 }, (error) => resolve(error)));
+    assert.equal(deleted?.code, grpc.status.FAILED_PRECONDITION);
+    assert.equal(deleted?.details, 'answered by grpc-js');
+    const scanned = await scan(client, 3000);
+    assert.equal(scanned.length, 3000);
+    assert.deepEqual(
+      scanned.map((message) => message.kvs[0]?.key),
+      Array.from({ length: 3000 }, (_, i) => `k${i}`),
+    );
+    assert.ok(scanned.every((message, i) => message.kvs[0]?.value.equals(Buffer.alloc(1024, i % 256))));
+    // Direct calls go on on the same connection.
+    assert.equal((await put(client, Buffer.from('seven!!'))).response?.version, 7);
+    assert.deepEqual(await servedBy(metrics), { lean: 1, node: 0 });
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+});
+
+test('a connection whose first call is another method goes to node:http2, direct calls included', async () => {
+  const metrics = new Metrics();
+  const server = await startKV(metrics);
+  const client = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+  try {
+    assert.equal((await scan(client, 2)).length, 2);
+    assert.equal((await put(client, Buffer.from('abc'))).response?.version, 3);
+    const missing = await get(client, 'nope');
+    assert.equal(missing.error?.code, grpc.status.NOT_FOUND);
+    assert.equal(missing.error?.details, 'no key nope');
+    assert.deepEqual(await servedBy(metrics), { lean: 0, node: 1 });
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+});
+
+test('messages of several MiB both ways, and many calls at once, on a lean connection', async () => {
+  const metrics = new Metrics();
+  const server = await startKV(metrics);
+  const client = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+  try {
+    assert.equal((await put(client, Buffer.alloc(10))).response?.version, 10);
+    const [large, big] = await Promise.all([put(client, Buffer.alloc(BIG, 1)), get(client, 'big')]);
+    assert.equal(large.error, null);
+    assert.equal(large.response?.version, BIG);
+    assert.equal(big.error, null);
+    assert.ok(big.response?.value.equals(Buffer.alloc(BIG, 3)));
+    const many = await Promise.all(Array.from({ length: 500 }, (_, i) => put(client, Buffer.alloc(i))));
+    assert.deepEqual(
+      many.map(({ response }) => response?.version),
+      Array.from({ length: 500 }, (_, i) => i),
+    );
+    assert.deepEqual(await servedBy(metrics), { lean: 1, node: 0 });
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+});
+
+/** A client that writes frames by hand and reads what comes back. */
+class RawClient {
+  private buffer = Buffer.alloc(0);
+  readonly frames: { type: number; flags: number; stream: number; payload: Buffer }[] = [];
+  private constructor(private readonly socket: net.Socket) {
+    socket.on('data', (chunk: Buffer) => {
+      this.buffer = Buffer.concat([this.buffer, chunk]);
+      while (this.buffer.length >= 9) {
+        const length = this.buffer.readUIntBE(0, 3);
+        if (this.buffer.length < 9 + length) break;
+        this.frames.push({ type: this.buffer[3]!, flags: this.buffer[4]!, stream: this.buffer.readUInt32BE(5) & 0x7fffffff, payload: this.buffer.subarray(9, 9 + length) });
+        this.buffer = this.buffer.subarray(9 + length);
+      }
+    });
+    socket.on('error', () => undefined);
+  }
+
+  static async connect(address: string): Promise<RawClient> {
+    const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+    const socket = net.connect(port, host);
+    await new Promise((resolve) => socket.once('connect', resolve));
+    socket.write('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+    return new RawClient(socket);
+  }
+
+  send(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): void {
+    const header = Buffer.alloc(9);
+    header.writeUIntBE(payload.length, 0, 3);
+    header[3] = type;
+    header[4] = flags;
+    header.writeUInt32BE(stream, 5);
+    this.socket.write(Buffer.concat([header, payload]));
+  }
+
+  async waitFor(what: string, predicate: (frame: { type: number; flags: number; stream: number; payload: Buffer }) => boolean) {
+    const deadline = Date.now() + 5000;
+    for (;;) {
+      const found = this.frames.find(predicate);
+      if (found !== undefined) return found;
+      if (Date.now() > deadline) throw new Error(`no ${what} within 5 s; got frame types ${this.frames.map((f) => f.type).join(',')}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  get closed(): Promise<void> {
+    return this.socket.closed ? Promise.resolve() : new Promise((resolve) => this.socket.once('close', () => resolve()));
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+test('the HTTP/2 of a lean connection: PINGs, a call written by hand, and GOAWAY for a protocol error', async () => {
+  const server = await startKV();
+  const raw = await RawClient.connect(server.address);
+  try {
+    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
+    raw.send(4, 0, 0); // client SETTINGS
+    raw.send(4, 1, 0); // acknowledgement of the server's
+    raw.send(6, 0, 0, Buffer.from('pingpong'));
+    const pong = await raw.waitFor('a PING acknowledgement', (f) => f.type === 6 && f.flags === 1);
+    assert.equal(pong.payload.toString(), 'pingpong');
+    const request = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: 'k', value: Buffer.from('12345') })).finish());
+    const message = Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]);
+    raw.send(1, 0x4, 1, encodeFields([':method', 'POST', ':scheme', 'http', ':path', '/concord.v1.KV/Put', ':authority', 'x', 'content-type', 'application/grpc', 'te', 'trailers']));
+    raw.send(0, 0x1, 1, message);
+    const decoder = new HpackDecoder();
+    const headers = await raw.waitFor('response headers', (f) => f.type === 1 && f.stream === 1);
+    assert.deepEqual(decoder.decode(headers.payload).slice(0, 2), [':status', '200']);
+    const data = await raw.waitFor('the response message', (f) => f.type === 0 && f.stream === 1);
+    assert.equal(data.payload.readUInt32BE(1), data.payload.length - 5);
+    const trailers = await raw.waitFor('trailers', (f) => f.type === 1 && f.stream === 1 && (f.flags & 0x1) !== 0);
+    assert.deepEqual(decoder.decode(trailers.payload), ['grpc-status', '0', 'grpc-message', '']);
+    // DATA on stream 0 is a connection error: GOAWAY with PROTOCOL_ERROR, then the end.
+    raw.send(0, 0, 0, Buffer.from('x'));
+    const goAway = await raw.waitFor('GOAWAY', (f) => f.type === 7);
+    assert.equal(goAway.payload.readUInt32BE(4), 1, 'PROTOCOL_ERROR');
+    assert.equal(goAway.payload.readUInt32BE(0) & 0x7fffffff, 1, 'the last stream processed');
+    await raw.closed;
+  } finally {
+    raw.destroy();
+    await server.shutdown();
+  }
+});
+
+test('a connection that is not HTTP/2 is refused by node:http2, and the server goes on', async () => {
+  const server = await startKV();
+  const socket = net.connect(server.port, '127.0.0.1');
+  socket.on('error', () => undefined);
+  const received: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => received.push(chunk));
+  socket.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+  await new Promise((resolve) => socket.once('close', resolve));
+  const client = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+  try {
+    assert.equal((await put(client, Buffer.from('ok'))).response?.version, 2);
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+});
