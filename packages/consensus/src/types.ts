@@ -15,13 +15,14 @@ export interface StateMachine<Result> {
   /** Serializes the whole state as of the last applied index. */
   snapshot(): Uint8Array;
   /**
-   * Optional, for large states: the same bytes as snapshot(), but only the capture happens during
-   * the call (a copy-on-write clone, say) and the serialization later, in slices that let the
-   * event loop breathe. Commands applied after the call must not change what it resolves to. The
-   * Raft driver prefers it, so that a snapshot of a big state machine does not stall every request
-   * in flight for as long as serializing takes.
+   * Optional, for large states: the bytes of snapshot(), of the state as it is at the call (a
+   * copy-on-write clone, say), produced piece by piece as the caller consumes them. The Raft driver
+   * prefers it: a snapshot of a big state machine then neither stalls the requests in flight for
+   * as long as serializing takes nor needs a buffer the size of the state. A piece may be a view of
+   * a buffer the next one reuses: the caller is done with each piece before it asks for the next.
+   * Commands applied after the call must not change the bytes produced.
    */
-  snapshotAsync?(): Promise<Uint8Array>;
+  snapshotChunks?(): AsyncIterable<Uint8Array>;
   /** Replaces the whole state with one produced by `snapshot()`. */
   restore(snapshot: Uint8Array): void;
 }

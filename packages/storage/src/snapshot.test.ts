@@ -33,6 +33,34 @@ describe('snapshots', () => {
     });
   });
 
+  it('writes parts produced while it writes, one reused buffer included, and says how many bytes', async () => {
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'snapshot');
+      const expected = randomBytesSeeded(300_000, 9);
+      // A producer that hands out the same buffer again for every part: each part must be written
+      // before the next is asked for.
+      async function* parts(): AsyncGenerator<Uint8Array> {
+        const reused = Buffer.alloc(64 * 1024);
+        for (let at = 0; at < expected.length; at += reused.length) {
+          const size = expected.copy(reused, 0, at, Math.min(expected.length, at + reused.length));
+          yield reused.subarray(0, size);
+          reused.fill(0xee);
+        }
+      }
+      assert.equal(await writeSnapshotAtomic(path, parts()), expected.length);
+      assert.deepEqual(await readSnapshot(path), expected);
+      assert.equal(await writeSnapshotAtomic(path, [Buffer.from('ab'), Buffer.from('cd')]), 4);
+      assert.deepEqual(await readSnapshot(path), Buffer.from('abcd'));
+      async function* notBytes(): AsyncGenerator<Uint8Array> {
+        yield Buffer.from('fine');
+        yield 'not bytes' as unknown as Uint8Array;
+      }
+      await assert.rejects(writeSnapshotAtomic(path, notBytes()), TypeError);
+      assert.deepEqual(await readSnapshot(path), Buffer.from('abcd'), 'a failed write leaves the previous snapshot');
+      assert.deepEqual(await readdir(dir), ['snapshot'], 'no temporary file is left behind');
+    });
+  });
+
   it('replaces an existing snapshot whole', async () => {
     await withTempDir(async (dir) => {
       const path = join(dir, 'snapshot');

@@ -33,41 +33,41 @@ export class SnapshotCorruptionError extends Error {
   }
 }
 
-function encodeSnapshotHeader(parts: readonly Uint8Array[]): Buffer {
+function encodeSnapshotHeader(crc: number, length: number): Buffer {
   const header = Buffer.alloc(SNAPSHOT_HEADER_BYTES);
   SNAPSHOT_MAGIC.copy(header, 0);
   header.writeUInt32LE(SNAPSHOT_FORMAT_VERSION, 8);
-  let crc = 0;
-  let length = 0;
-  for (const part of parts) {
-    crc = crc32(part, crc);
-    length += part.byteLength;
-  }
   header.writeUInt32LE(crc, 12);
   header.writeBigUInt64LE(BigInt(length), 16);
   return header;
 }
 
+/** What writeSnapshotAtomic writes: bytes, or parts written one after the other as if concatenated. */
+export type SnapshotData = Uint8Array | readonly Uint8Array[] | AsyncIterable<Uint8Array>;
+
 /**
  * Writes `data` to `path` atomically: temp file, fsync, rename, fsync of the folder. `data` may come
- * in parts, written one after the other as if concatenated (which saves copying a large state).
+ * in parts, written one after the other as if concatenated (which saves copying a large state), and
+ * the parts may be produced as they are written (an AsyncIterable): each part is written before the
+ * next is asked for, so a producer may hand out the same buffer again. The header (checksum, length)
+ * is written last, at the front. Resolves to the number of data bytes written.
  */
-export async function writeSnapshotAtomic(path: string, data: Uint8Array | readonly Uint8Array[]): Promise<void> {
-  const parts = data instanceof Uint8Array ? [data] : data;
-  if (!Array.isArray(parts) || !parts.every((part) => part instanceof Uint8Array)) {
-    throw new TypeError('writeSnapshotAtomic takes a Buffer or an array of Buffers');
-  }
+export async function writeSnapshotAtomic(path: string, data: SnapshotData): Promise<number> {
+  const parts: Iterable<Uint8Array> | AsyncIterable<Uint8Array> = data instanceof Uint8Array ? [data] : data;
   const tempPath = path + SNAPSHOT_TEMP_SUFFIX;
   let renamed = false;
+  let length = 0;
   try {
     const handle = await open(tempPath, 'w');
     try {
-      await writeFully(handle, encodeSnapshotHeader(parts), 0);
-      let position = SNAPSHOT_HEADER_BYTES;
-      for (const part of parts) {
-        await writeFully(handle, part, position);
-        position += part.byteLength;
+      let crc = 0;
+      for await (const part of parts) {
+        if (!(part instanceof Uint8Array)) throw new TypeError('writeSnapshotAtomic takes Buffers (one, a list, or an async iterable of them)');
+        crc = crc32(part, crc);
+        await writeFully(handle, part, SNAPSHOT_HEADER_BYTES + length);
+        length += part.byteLength;
       }
+      await writeFully(handle, encodeSnapshotHeader(crc, length), 0);
       // The data must be durable before the rename is: otherwise a crash could leave `path`
       // naming a file whose contents never reached the disk.
       await handle.sync();
@@ -81,6 +81,7 @@ export async function writeSnapshotAtomic(path: string, data: Uint8Array | reado
     if (!renamed) await unlink(tempPath).catch(() => undefined);
     throw error;
   }
+  return length;
 }
 
 /**

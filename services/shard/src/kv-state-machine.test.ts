@@ -237,28 +237,33 @@ describe('KvStateMachine snapshots', () => {
     assert.equal(restored.get('user/99999')?.version, 100_000);
   });
 
-  it('snapshotAsync gives the bytes of snapshot() at the moment of the call, whatever is applied while it encodes', async () => {
+  it('snapshotChunks gives the bytes of snapshot() at the moment of the call, in pieces, whatever is applied meanwhile', async () => {
     const machine = new KvStateMachine();
-    // More entries than one slice, so the encoding spans several turns of the event loop.
     applyAll(machine, Array.from({ length: 5000 }, (_, i) => put(`k${String(i).padStart(5, '0')}`, `v${i}`)));
+    // One value larger than a piece: it comes as a piece of its own.
+    machine.apply(put('k02000-large', Buffer.alloc(10_000, 7)), 5001);
     const expected = Buffer.from(machine.snapshot());
-    const pending = machine.snapshotAsync();
-    // Writes while it encodes: overwrite, delete, and a new key in the middle of the order.
-    let index = 5001;
-    const writer = (async () => {
-      for (let i = 0; i < 200; i++) {
-        machine.apply(put(`k${String(i * 7).padStart(5, '0')}`, 'changed'), index++);
-        machine.apply(del(`k${String(4999 - i).padStart(5, '0')}`), index++);
-        machine.apply(put(`k02500-${i}`, 'inserted'), index++);
-        await new Promise((resolve) => setImmediate(resolve));
-      }
-    })();
-    const [encoded] = await Promise.all([pending, writer]);
-    assert.deepEqual(Buffer.from(encoded), expected);
+    const chunks = machine.snapshotChunks(4096);
+    // Writes between the pieces: overwrite, delete, and a new key in the middle of the order.
+    let index = 5002;
+    const pieces: Buffer[] = [];
+    for await (const piece of chunks) {
+      // Copied: the next piece reuses the buffer.
+      pieces.push(Buffer.from(piece));
+      const i = pieces.length;
+      machine.apply(put(`k${String(i * 7).padStart(5, '0')}`, 'changed'), index++);
+      machine.apply(del(`k${String(4999 - i).padStart(5, '0')}`), index++);
+      machine.apply(put(`k02500-${i}`, 'inserted'), index++);
+    }
+    assert.ok(pieces.length > 10, `${pieces.length} pieces`);
+    assert.ok(pieces.some((piece) => piece.length > 10_000), 'the large entry came as a piece of its own');
+    assert.ok(pieces.every((piece) => piece.length <= 4096 || piece.length > 10_000), 'the other pieces fit the buffer');
+    assert.deepEqual(Buffer.concat(pieces), expected);
     assert.notDeepEqual(Buffer.from(machine.snapshot()), expected, 'the writes did land in the live state');
     const restored = new KvStateMachine();
-    restored.restore(encoded);
+    restored.restore(Buffer.concat(pieces));
     assert.equal(restored.get('k00000')?.value.toString(), 'v0');
+    assert.equal(restored.get('k02000-large')?.value.length, 10_000);
   });
 
   it('rejects a malformed snapshot and keeps its state', () => {

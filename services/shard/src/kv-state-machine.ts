@@ -46,73 +46,46 @@ const SNAPSHOT_HEADER_BYTES = SNAPSHOT_MAGIC.length + 4;
 const ENTRY_FRAMING_BYTES = 4 + 8 + 4;
 const TWO_POW_32 = 2 ** 32;
 
-/** Entries encoded between two turns of the event loop by snapshotAsync (well under a millisecond). */
-const SNAPSHOT_SLICE_ENTRIES = 2048;
-
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/**
+ * Bytes per piece of snapshotChunks: one is encoded (about a millisecond for small entries), then
+ * written, while the event loop serves other work, before the next.
+ */
+const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 
 /**
- * Encodes a (frozen) tree in the snapshot format in two passes — sizes, then bytes — each of which
- * can be interrupted after any entry: step(n) does up to n entries and says whether it is done.
+ * The snapshot of a (frozen) tree, in pieces of about `chunkBytes`: each piece is a view of one
+ * buffer that the next piece reuses, so the caller must be done with a piece before asking for
+ * the next. An entry larger than the buffer comes as a piece of its own.
  */
-class SnapshotEncoder {
-  private readonly tree: BTree<string, StoredValue>;
-  private pass: 'size' | 'write' | 'done' = 'size';
-  private iterator: Iterator<[string, StoredValue]>;
-  private total = SNAPSHOT_HEADER_BYTES;
-  private out: Buffer | undefined;
-  private offset = SNAPSHOT_HEADER_BYTES;
-
-  constructor(tree: BTree<string, StoredValue>) {
-    this.tree = tree;
-    this.iterator = tree.entries();
-  }
-
-  step(limit: number): boolean {
-    let count = 0;
-    while (this.pass !== 'done' && count < limit) {
-      const next = this.iterator.next();
-      if (next.done === true) {
-        this.endPass();
-        continue;
-      }
-      const [key, stored] = next.value;
-      if (this.pass === 'size') {
-        this.total += ENTRY_FRAMING_BYTES + Buffer.byteLength(key, 'utf8') + stored.value.byteLength;
-      } else {
-        const out = this.out!;
-        const keyBytes = out.write(key, this.offset + 4, 'utf8');
-        out.writeUInt32BE(keyBytes, this.offset);
-        this.offset += 4 + keyBytes;
-        out.writeUInt32BE(Math.floor(stored.version / TWO_POW_32), this.offset);
-        out.writeUInt32BE(stored.version % TWO_POW_32, this.offset + 4);
-        out.writeUInt32BE(stored.value.byteLength, this.offset + 8);
-        this.offset += 12;
-        this.offset += stored.value.copy(out, this.offset);
-      }
-      count++;
+function* snapshotPieces(tree: BTree<string, StoredValue>, chunkBytes: number): Generator<Buffer> {
+  let out = Buffer.allocUnsafe(chunkBytes);
+  SNAPSHOT_MAGIC.copy(out, 0);
+  out.writeUInt32BE(tree.size, SNAPSHOT_MAGIC.length);
+  let at = SNAPSHOT_HEADER_BYTES;
+  for (const [key, stored] of tree.entries()) {
+    // At most 3 bytes of UTF-8 per UTF-16 unit: enough room whatever the key.
+    const room = ENTRY_FRAMING_BYTES + key.length * 3 + stored.value.byteLength;
+    if (at + room > out.length) {
+      if (at > 0) yield out.subarray(0, at);
+      at = 0;
+      if (room > out.length) out = Buffer.allocUnsafe(room);
     }
-    return this.pass === 'done';
-  }
-
-  result(): Buffer {
-    if (this.pass !== 'done' || this.out === undefined) throw new Error('snapshot: encoding is not finished');
-    return this.out;
-  }
-
-  private endPass(): void {
-    if (this.pass === 'size') {
-      const out = Buffer.allocUnsafe(this.total);
-      SNAPSHOT_MAGIC.copy(out, 0);
-      out.writeUInt32BE(this.tree.size, SNAPSHOT_MAGIC.length);
-      this.out = out;
-      this.pass = 'write';
-      this.iterator = this.tree.entries();
-      return;
+    const keyBytes = out.write(key, at + 4, 'utf8');
+    out.writeUInt32BE(keyBytes, at);
+    at += 4 + keyBytes;
+    out.writeUInt32BE(Math.floor(stored.version / TWO_POW_32), at);
+    out.writeUInt32BE(stored.version % TWO_POW_32, at + 4);
+    out.writeUInt32BE(stored.value.byteLength, at + 8);
+    at += 12;
+    at += stored.value.copy(out, at);
+    if (out.length > chunkBytes) {
+      // A buffer grown for one large entry goes out alone, and the usual size comes back.
+      yield out.subarray(0, at);
+      out = Buffer.allocUnsafe(chunkBytes);
+      at = 0;
     }
-    if (this.offset !== this.total) throw new Error(`snapshot: wrote ${this.offset} bytes, expected ${this.total}`);
-    this.pass = 'done';
   }
+  if (at > 0) yield out.subarray(0, at);
 }
 
 export class KvStateMachine implements StateMachine<ShardCommandResult> {
@@ -178,21 +151,26 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
   }
 
   snapshot(): Uint8Array {
-    const encoder = new SnapshotEncoder(this.tree);
-    while (!encoder.step(Number.POSITIVE_INFINITY));
-    return encoder.result();
+    // The pieces share one buffer: each is copied before the next is made.
+    const pieces: Buffer[] = [];
+    for (const piece of snapshotPieces(this.tree, SNAPSHOT_CHUNK_BYTES)) pieces.push(Buffer.from(piece));
+    return Buffer.concat(pieces);
   }
 
   /**
-   * The same bytes as snapshot(), without stalling the caller for as long as encoding takes (tens
-   * of milliseconds for ~10 MiB of keys): the map is captured now by a copy-on-write clone, so later
-   * writes do not change the result, and encoded SNAPSHOT_SLICE_ENTRIES at a time with a turn of the
-   * event loop in between.
+   * The bytes of snapshot(), piece by piece (StateMachine.snapshotChunks): the tree is captured now
+   * by a copy-on-write clone, so writes applied while the pieces are written do not change them,
+   * and a piece is encoded only once the previous one has been consumed, so a snapshot of any size
+   * holds one buffer of SNAPSHOT_CHUNK_BYTES and never stalls the event loop for long.
    */
-  async snapshotAsync(): Promise<Uint8Array> {
-    const encoder = new SnapshotEncoder(this.tree.clone());
-    while (!encoder.step(SNAPSHOT_SLICE_ENTRIES)) await yieldToEventLoop();
-    return encoder.result();
+  snapshotChunks(chunkBytes = SNAPSHOT_CHUNK_BYTES): AsyncIterable<Uint8Array> {
+    const pieces = snapshotPieces(this.tree.clone(), chunkBytes);
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: () => Promise.resolve(pieces.next()),
+        return: () => Promise.resolve(pieces.return(undefined)),
+      }),
+    };
   }
 
   /**

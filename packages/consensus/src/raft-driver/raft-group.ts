@@ -1047,24 +1047,30 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       if (address !== undefined) addresses[id] = address;
     }
     const meta = this.requireCore().snapshotMetaAt(this.applied);
-    // The state is captured now, at `applied`; a state machine with snapshotAsync serializes it
-    // afterwards, while the loop goes on applying.
+    // The state is captured now, at `applied`; a state machine with snapshotChunks serializes it
+    // afterwards, piece by piece as the file is written, while the loop goes on applying.
     const machine = this.options.stateMachine;
-    const captured = machine.snapshotAsync !== undefined ? machine.snapshotAsync() : Promise.resolve(machine.snapshot());
+    const storage = this.requireStorage();
+    let writing: Promise<number | undefined>;
+    try {
+      if (machine.snapshotChunks !== undefined) {
+        writing = storage.writeSnapshotFileFrom(meta, addresses, machine.snapshotChunks());
+      } else {
+        const stateMachineData = machine.snapshot();
+        writing = storage.writeSnapshotFile({ meta, addresses, stateMachineData }).then((written) => (written ? stateMachineData.byteLength : undefined));
+      }
+    } catch (error) {
+      writing = Promise.reject(error);
+    }
     this.snapshotAttemptIndex = meta.index;
     // Entries applied from now on count towards the next snapshot; given back if this one fails.
     const bytesCaptured = this.appliedBytesSinceSnapshot;
     this.appliedBytesSinceSnapshot = 0;
-    let stateBytes = 0;
-    const storage = this.requireStorage();
     const payload: Pick<SnapshotPayload, 'meta'> = { meta };
-    const writing = captured.then((stateMachineData) => {
-      stateBytes = stateMachineData.byteLength;
-      return storage.writeSnapshotFile({ meta, addresses, stateMachineData });
-    });
     writing.then(
-      (written) => {
+      (stateBytes) => {
         this.snapshotInProgress = undefined;
+        const written = stateBytes !== undefined;
         if (written) {
           this.savedSnapshotIndex = Math.max(this.savedSnapshotIndex, payload.meta.index);
           this.lastSnapshotBytes = stateBytes;

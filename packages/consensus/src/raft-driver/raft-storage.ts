@@ -36,6 +36,7 @@ import {
   encodeEntries,
   encodeHardState,
   encodeSnapshotMarker,
+  encodeSnapshotPayloadHeader,
   encodeSnapshotPayloadParts,
   type BootstrapRecord,
   type SnapshotPayload,
@@ -299,6 +300,28 @@ export class RaftStorage {
       await writeSnapshotAtomic(this.snapshotPath, encodeSnapshotPayloadParts(snapshot));
       this.fileSnapshotIndex = snapshot.meta.index;
       return true;
+    });
+    this.fileChain = run.catch(() => undefined);
+    return run;
+  }
+
+  /**
+   * writeSnapshotFile for a state machine's bytes produced as they are written
+   * (StateMachine.snapshotChunks): resolves to the number of those bytes, or undefined, writing
+   * nothing, when the stored snapshot is already at least as new.
+   */
+  writeSnapshotFileFrom(meta: SnapshotMeta, addresses: SnapshotPayload['addresses'], stateMachineData: AsyncIterable<Uint8Array>): Promise<number | undefined> {
+    this.assertOpen();
+    const run = this.fileChain.then(async () => {
+      if (meta.index <= this.fileSnapshotIndex) return undefined;
+      const header = encodeSnapshotPayloadHeader(meta, addresses);
+      async function* payload(): AsyncGenerator<Uint8Array> {
+        yield header;
+        yield* stateMachineData;
+      }
+      const written = await writeSnapshotAtomic(this.snapshotPath, payload());
+      this.fileSnapshotIndex = meta.index;
+      return written - header.length;
     });
     this.fileChain = run.catch(() => undefined);
     return run;

@@ -278,13 +278,18 @@ export function encodeSnapshotPayload(snapshot: SnapshotPayload): Buffer {
 
 /** encodeSnapshotPayload as two parts, its header and the state machine's bytes (not copied). */
 export function encodeSnapshotPayloadParts(snapshot: SnapshotPayload): [Buffer, Uint8Array] {
+  return [encodeSnapshotPayloadHeader(snapshot.meta, snapshot.addresses), snapshot.stateMachineData];
+}
+
+/** What comes before the state machine's bytes in a snapshot payload. */
+export function encodeSnapshotPayloadHeader(meta: SnapshotMeta, addresses: SnapshotPayload['addresses']): Buffer {
   const header = jsonBytes({
-    index: snapshot.meta.index,
-    term: snapshot.meta.term,
-    membership: { voters: snapshot.meta.membership.voters, learners: snapshot.meta.membership.learners },
-    addresses: snapshot.addresses,
+    index: meta.index,
+    term: meta.term,
+    membership: { voters: meta.membership.voters, learners: meta.membership.learners },
+    addresses,
   });
-  return [new Writer(1 + 4 + header.length).u8(SNAPSHOT_PAYLOAD_FORMAT).u32(header.length).bytes(header).finish(), snapshot.stateMachineData];
+  return new Writer(1 + 4 + header.length).u8(SNAPSHOT_PAYLOAD_FORMAT).u32(header.length).bytes(header).finish();
 }
 
 export function decodeSnapshotPayload(payload: Buffer): SnapshotPayload {
