@@ -193,8 +193,8 @@ export abstract class UnaryCall extends EventEmitter {
   protected abstract requestHeaders(): IncomingHttpHeaders;
   /** Whether an answer can still be written (nothing sent yet, stream not gone). */
   protected abstract answerable(): boolean;
-  /** Response headers, `frame` (one length-prefixed message) and OK trailers. */
-  protected abstract writeAnswer(frame: Buffer): void;
+  /** Response headers, `message` (serialized; the transport adds the gRPC length prefix) and OK trailers. */
+  protected abstract writeAnswer(message: Buffer): void;
   /** A trailers-only answer made of `fields` ([name, value, ...]). */
   protected abstract writeStatus(fields: string[]): void;
   /** Resets the stream: writing the answer failed. */
@@ -342,12 +342,8 @@ export abstract class UnaryCall extends EventEmitter {
       return;
     }
     if (!this.answerable()) return;
-    const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + bytes.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(bytes.length, 1);
-    frame.set(bytes, FRAME_HEADER_BYTES);
     try {
-      this.writeAnswer(frame);
+      this.writeAnswer(bytes);
     } catch (error) {
       this.broken(error);
       return;
@@ -457,7 +453,11 @@ class NodeUnaryCall extends UnaryCall {
     return !this.stream.destroyed && !this.stream.headersSent;
   }
 
-  protected writeAnswer(frame: Buffer): void {
+  protected writeAnswer(message: Buffer): void {
+    const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + message.length);
+    frame[0] = 0;
+    frame.writeUInt32BE(message.length, 1);
+    frame.set(message, FRAME_HEADER_BYTES);
     const { stream } = this;
     stream.respond(RESPONSE_HEADER_LIST, RESPOND_WITH_TRAILERS);
     stream.on('wantTrailers', sendOkTrailers);

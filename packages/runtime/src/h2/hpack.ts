@@ -151,9 +151,15 @@ const TREE: Int32Array = (() => {
   return Int32Array.from(tree);
 })();
 
+/** Where huffmanDecode puts the bytes of a string before making it one (a decoded string is at most 8/5 of its code). */
+let scratch = new Uint8Array(1024);
+
 /** Decodes a Huffman-coded string (RFC 7541 §5.2), checking the padding. */
 export function huffmanDecode(input: Uint8Array, start: number, end: number): string {
-  let out = '';
+  const most = Math.ceil(((end - start) * 8) / 5);
+  if (scratch.length < most) scratch = new Uint8Array(most);
+  const out = scratch;
+  let length = 0;
   let node = 0;
   let depth = 0; // bits consumed since the last complete symbol
   let allOnes = true; // whether those bits were all 1 (valid padding is a prefix of EOS)
@@ -167,7 +173,7 @@ export function huffmanDecode(input: Uint8Array, start: number, end: number): st
       if (next < 0) {
         const symbol = -next - 1;
         if (symbol === EOS) throw new HpackError('a Huffman-coded string contains EOS');
-        out += String.fromCharCode(symbol);
+        out[length++] = symbol;
         node = 0;
         depth = 0;
         allOnes = true;
@@ -179,7 +185,7 @@ export function huffmanDecode(input: Uint8Array, start: number, end: number): st
     }
   }
   if (depth > 7 || !allOnes) throw new HpackError('invalid padding at the end of a Huffman-coded string');
-  return out;
+  return latin1(out, 0, length);
 }
 
 /** Octets an entry takes in the dynamic table (RFC 7541 §4.1). */
@@ -203,66 +209,77 @@ export class HpackDecoder {
     this.maxSize = settingsMaxSize;
   }
 
+  // The block being decoded and the position in it (set by decode, read by the helpers).
+  private block: Uint8Array = new Uint8Array(0);
+  private pos = 0;
+
   decode(block: Uint8Array): string[] {
     const fields: string[] = [];
-    let pos = 0;
+    this.block = block;
+    this.pos = 0;
     let fieldSeen = false;
     const length = block.length;
-    // Integers and strings are read by these closures over `pos`.
-    const integer = (prefixBits: number): number => {
-      const mask = (1 << prefixBits) - 1;
-      let value = block[pos++]! & mask;
-      if (value < mask) return value;
-      let shift = 0;
-      for (;;) {
-        if (pos >= length) throw new HpackError('a header block ends inside an integer');
-        const byte = block[pos++]!;
-        value += (byte & 0x7f) * 2 ** shift;
-        shift += 7;
-        if ((byte & 0x80) === 0) break;
-        if (shift > 28) throw new HpackError('an integer too large');
-      }
-      return value;
-    };
-    const string = (): string => {
-      if (pos >= length) throw new HpackError('a header block ends before a string');
-      const huffman = (block[pos]! & 0x80) !== 0;
-      const size = integer(7);
-      const end = pos + size;
-      if (end > length) throw new HpackError('a string runs past the end of the header block');
-      const text = huffman ? huffmanDecode(block, pos, end) : latin1(block, pos, end);
-      pos = end;
-      return text;
-    };
-    while (pos < length) {
-      const first = block[pos]!;
+    while (this.pos < length) {
+      const first = block[this.pos]!;
       if ((first & 0x80) !== 0) {
-        const index = integer(7);
+        const index = this.integer(7);
         fields.push(this.name(index), this.value(index));
         fieldSeen = true;
       } else if ((first & 0xc0) === 0x40) {
-        const index = integer(6);
-        const name = index === 0 ? string() : this.name(index);
-        const value = string();
+        const index = this.integer(6);
+        const name = index === 0 ? this.string() : this.name(index);
+        const value = this.string();
         fields.push(name, value);
         this.insert(name, value);
         fieldSeen = true;
       } else if ((first & 0xe0) === 0x20) {
         // A size update is only allowed at the start of a block (RFC 7541 §4.2).
         if (fieldSeen) throw new HpackError('a dynamic table size update after a header field');
-        const size = integer(5);
+        const size = this.integer(5);
         if (size > this.settingsMaxSize) throw new HpackError(`a dynamic table size update to ${size}, above the ${this.settingsMaxSize} allowed`);
         this.maxSize = size;
         this.evict(0);
       } else {
         // Literal without indexing (0000) or never indexed (0001).
-        const index = integer(4);
-        const name = index === 0 ? string() : this.name(index);
-        fields.push(name, string());
+        const index = this.integer(4);
+        const name = index === 0 ? this.string() : this.name(index);
+        fields.push(name, this.string());
         fieldSeen = true;
       }
     }
+    this.block = EMPTY;
     return fields;
+  }
+
+  /** An integer with a `prefixBits`-bit prefix (RFC 7541 §5.1). */
+  private integer(prefixBits: number): number {
+    const { block } = this;
+    const mask = (1 << prefixBits) - 1;
+    let value = block[this.pos++]! & mask;
+    if (value < mask) return value;
+    let shift = 0;
+    for (;;) {
+      if (this.pos >= block.length) throw new HpackError('a header block ends inside an integer');
+      const byte = block[this.pos++]!;
+      value += (byte & 0x7f) * 2 ** shift;
+      shift += 7;
+      if ((byte & 0x80) === 0) break;
+      if (shift > 28) throw new HpackError('an integer too large');
+    }
+    return value;
+  }
+
+  /** A string literal, raw or Huffman-coded (RFC 7541 §5.2). */
+  private string(): string {
+    const { block } = this;
+    if (this.pos >= block.length) throw new HpackError('a header block ends before a string');
+    const huffman = (block[this.pos]! & 0x80) !== 0;
+    const size = this.integer(7);
+    const start = this.pos;
+    const end = start + size;
+    if (end > block.length) throw new HpackError('a string runs past the end of the header block');
+    this.pos = end;
+    return huffman ? huffmanDecode(block, start, end) : latin1(block, start, end);
   }
 
   private name(index: number): string {
@@ -300,21 +317,20 @@ export class HpackDecoder {
       this.size -= entrySize(this.names[drop]!, this.values[drop]!);
       drop++;
     }
-    if (drop > 0) {
-      this.names.splice(0, drop);
-      this.values.splice(0, drop);
+    for (; drop > 0; drop--) {
+      this.names.shift();
+      this.values.shift();
     }
   }
 }
 
+const EMPTY = new Uint8Array(0);
+
+/** Buffer's Latin-1 decoder, which takes any Uint8Array and allocates nothing but the string. */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
+
 function latin1(bytes: Uint8Array, start: number, end: number): string {
-  // Short strings are built directly; Buffer's latin1Slice is faster beyond a few dozen bytes.
-  if (end - start < 32) {
-    let out = '';
-    for (let i = start; i < end; i++) out += String.fromCharCode(bytes[i]!);
-    return out;
-  }
-  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
+  return latin1Slice.call(bytes, start, end);
 }
 
 /** Static table index of each name (its first entry). */

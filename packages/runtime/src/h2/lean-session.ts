@@ -109,6 +109,14 @@ function frame(type: FrameType, flags: number, streamId: number, payload?: Uint8
   return out;
 }
 
+/** The gRPC length prefix: not compressed, then the message's length. */
+const GRPC_PREFIX = 5;
+
+function grpcPrefix(out: Buffer, at: number, length: number): void {
+  out[at] = 0;
+  out.writeUInt32BE(length, at + 1);
+}
+
 function u32Frame(type: FrameType, streamId: number, value: number): Buffer {
   const out = Buffer.allocUnsafe(FRAME_HEADER + 4);
   frameHeader(out, 0, 4, type, 0, streamId);
@@ -147,7 +155,12 @@ export class LeanSession {
   private unackedClientSettings = 0;
   private ackTimer: NodeJS.Timeout | undefined;
   private readonly decoder = new HpackDecoder();
-  private headerBlock: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | undefined;
+  /** A header block split over CONTINUATION frames, while it is incomplete. */
+  private headerBlock: { parts: Buffer[]; bytes: number } | undefined;
+  /** The header block last completed: its stream, END_STREAM flag and fields. */
+  private blockStreamId = 0;
+  private blockEndStream = false;
+  private blockFields: string[] = [];
   private readonly streams = new Map<number, LeanStream>();
   private lastStreamId = 0;
   /** Set once GOAWAY is sent: streams above it are ignored. */
@@ -283,7 +296,7 @@ export class LeanSession {
       case FrameType.HEADERS:
       case FrameType.CONTINUATION:
         if (this.state !== 'sniffing') return;
-        this.collectHeaderBlock(type, flags, streamId, payload, (block) => this.decide(block));
+        if (this.collectHeaderBlock(type, flags, streamId, payload)) this.decide(this.blockStreamId, this.blockEndStream, this.blockFields);
         return;
       default:
         // DATA before any HEADERS, GOAWAY, RST_STREAM...: node:http2 will make sense of it.
@@ -291,8 +304,8 @@ export class LeanSession {
     }
   }
 
-  private decide(block: { streamId: number; endStream: boolean; fields: string[] }): void {
-    const route = this.routeFor(block.fields);
+  private decide(streamId: number, endStream: boolean, fields: string[]): void {
+    const route = this.routeFor(fields);
     if (route === undefined) {
       this.decideHandOff();
       return;
@@ -304,7 +317,7 @@ export class LeanSession {
     this.write(u32Frame(FrameType.WINDOW_UPDATE, 0, LEAN_CONNECTION_WINDOW - DEFAULT_WINDOW));
     this.connectionReceiveWindow = LEAN_CONNECTION_WINDOW;
     this.connectionReceiveAvailable += LEAN_CONNECTION_WINDOW - DEFAULT_WINDOW;
-    this.openStream(block.streamId, block.fields, block.endStream, route);
+    this.openStream(streamId, fields, endStream, route);
     this.scheduleFlush();
   }
 
@@ -368,7 +381,8 @@ export class LeanSession {
         return this.onDataFrame(flags, streamId, payload);
       case FrameType.HEADERS:
       case FrameType.CONTINUATION:
-        return this.collectHeaderBlock(type, flags, streamId, payload, (block) => this.onHeaders(block));
+        if (this.collectHeaderBlock(type, flags, streamId, payload)) this.onHeaders(this.blockStreamId, this.blockEndStream, this.blockFields);
+        return;
       case FrameType.PRIORITY:
         if (payload.length !== 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a PRIORITY frame not of 5 bytes');
         return;
@@ -406,17 +420,15 @@ export class LeanSession {
     }
   }
 
-  private collectHeaderBlock(
-    type: number,
-    flags: number,
-    streamId: number,
-    payload: Buffer,
-    done: (block: { streamId: number; endStream: boolean; fields: string[] }) => void,
-  ): void {
+  /**
+   * Adds a HEADERS or CONTINUATION frame to the header block in progress; once the block is whole,
+   * decodes it into blockFields (with blockStreamId, blockEndStream) and returns true.
+   */
+  private collectHeaderBlock(type: number, flags: number, streamId: number, payload: Buffer): boolean {
+    let fragment = payload;
     if (type === FrameType.HEADERS) {
       if (this.headerBlock !== undefined) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS inside a header block');
       if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'HEADERS on stream 0');
-      let fragment = payload;
       if ((flags & FLAG_PADDED) !== 0) {
         const pad = fragment[0] ?? 0;
         if (pad >= fragment.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding longer than the frame');
@@ -426,33 +438,41 @@ export class LeanSession {
         if (fragment.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a HEADERS frame too short for its priority');
         fragment = fragment.subarray(5);
       }
-      this.headerBlock = { streamId, endStream: (flags & FLAG_END_STREAM) !== 0, parts: [fragment], bytes: fragment.length };
-    } else {
-      const block = this.headerBlock;
-      if (block === undefined || block.streamId !== streamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a CONTINUATION without its HEADERS');
-      block.parts.push(payload);
-      block.bytes += payload.length;
+      this.blockStreamId = streamId;
+      this.blockEndStream = (flags & FLAG_END_STREAM) !== 0;
+      if ((flags & FLAG_END_HEADERS) !== 0) {
+        // The usual case: the whole block in one frame.
+        this.blockFields = this.decodeBlock(fragment);
+        return true;
+      }
+      this.headerBlock = { parts: [fragment], bytes: fragment.length };
+      return false;
     }
-    const block = this.headerBlock!;
+    const block = this.headerBlock;
+    if (block === undefined || this.blockStreamId !== streamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a CONTINUATION without its HEADERS');
+    block.parts.push(payload);
+    block.bytes += payload.length;
     if (block.bytes > MAX_HEADER_BLOCK) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `a header block above ${MAX_HEADER_BLOCK} bytes`);
-    if ((flags & FLAG_END_HEADERS) === 0) return;
+    if ((flags & FLAG_END_HEADERS) === 0) return false;
     this.headerBlock = undefined;
-    let fields: string[];
+    this.blockFields = this.decodeBlock(Buffer.concat(block.parts, block.bytes));
+    return true;
+  }
+
+  private decodeBlock(block: Uint8Array): string[] {
     try {
-      fields = this.decoder.decode(block.parts.length === 1 ? block.parts[0]! : Buffer.concat(block.parts, block.bytes));
+      return this.decoder.decode(block);
     } catch (error) {
       if (error instanceof HpackError) throw new ConnectionError(ErrorCode.COMPRESSION_ERROR, error.message);
       throw error;
     }
-    done({ streamId: block.streamId, endStream: block.endStream, fields });
   }
 
-  private onHeaders(block: { streamId: number; endStream: boolean; fields: string[] }): void {
-    const { streamId } = block;
+  private onHeaders(streamId: number, endStream: boolean, fields: string[]): void {
     const existing = this.streams.get(streamId);
     if (existing !== undefined) {
       // Trailers from the client: gRPC clients send none, but they end the request all the same.
-      if (!block.endStream) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a second HEADERS without END_STREAM');
+      if (!endStream) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a second HEADERS without END_STREAM');
       this.remoteEnded(existing);
       return;
     }
@@ -468,12 +488,12 @@ export class LeanSession {
       this.scheduleFlush();
       return;
     }
-    const route = this.routeFor(block.fields);
+    const route = this.routeFor(fields);
     if (route === undefined) {
-      this.relay(streamId, block.fields, block.endStream);
+      this.relay(streamId, fields, endStream);
       return;
     }
-    this.openStream(streamId, block.fields, block.endStream, route);
+    this.openStream(streamId, fields, endStream, route);
   }
 
   private openStream(streamId: number, fields: string[], endStream: boolean, route: DirectRoute): void {
@@ -594,11 +614,37 @@ export class LeanSession {
 
   // ------------------------------------------------------------------------------ answering
 
-  /** Headers, one message and OK trailers on `stream`, as far as the windows allow. */
+  /**
+   * Headers, one message (serialized, without the gRPC length prefix, which is added here) and OK
+   * trailers on `stream`, as far as the windows allow.
+   */
   sendAnswer(stream: LeanStream, message: Buffer): void {
     stream.localClosed = true;
+    const size = GRPC_PREFIX + message.length;
+    if (size <= stream.sendWindow && size <= this.connectionSendWindow && size <= this.peerMaxFrame && OK_HEADERS_BLOCK.length <= this.peerMaxFrame) {
+      // The usual case: headers, the message and the trailers as three frames in one buffer.
+      const headersEnd = FRAME_HEADER + OK_HEADERS_BLOCK.length;
+      const dataEnd = headersEnd + FRAME_HEADER + size;
+      const out = Buffer.allocUnsafe(dataEnd + FRAME_HEADER + OK_TRAILERS_BLOCK.length);
+      frameHeader(out, 0, OK_HEADERS_BLOCK.length, FrameType.HEADERS, FLAG_END_HEADERS, stream.id);
+      OK_HEADERS_BLOCK.copy(out, FRAME_HEADER);
+      frameHeader(out, headersEnd, size, FrameType.DATA, 0, stream.id);
+      grpcPrefix(out, headersEnd + FRAME_HEADER, message.length);
+      message.copy(out, headersEnd + FRAME_HEADER + GRPC_PREFIX);
+      frameHeader(out, dataEnd, OK_TRAILERS_BLOCK.length, FrameType.HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream.id);
+      OK_TRAILERS_BLOCK.copy(out, dataEnd + FRAME_HEADER);
+      stream.sendWindow -= size;
+      this.connectionSendWindow -= size;
+      this.write(out);
+      this.localEnded(stream);
+      this.scheduleFlush();
+      return;
+    }
     this.write(this.headersFrame(stream.id, OK_HEADERS_BLOCK, 0));
-    stream.queue.push(message);
+    const framed = Buffer.allocUnsafe(size);
+    grpcPrefix(framed, 0, message.length);
+    message.copy(framed, GRPC_PREFIX);
+    stream.queue.push(framed);
     stream.trailers = OK_TRAILERS_BLOCK;
     stream.ending = true;
     this.drain(stream);
@@ -929,8 +975,8 @@ class LeanUnaryCall extends UnaryCall {
     return !this.stream.localClosed;
   }
 
-  protected writeAnswer(frame: Buffer): void {
-    this.stream.session.sendAnswer(this.stream, frame);
+  protected writeAnswer(message: Buffer): void {
+    this.stream.session.sendAnswer(this.stream, message);
   }
 
   protected writeStatus(fields: string[]): void {
