@@ -1,23 +1,32 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { GetRequest, KVClient, KVService, PutRequest, type GetResponse, type PutResponse, type ScanResponse } from '@concord/proto/kv';
 import { ServiceError } from '../errors.js';
 import { createLogger } from '../logging.js';
 import { Metrics } from '../metrics.js';
 import { CLIENT_CHANNEL_OPTIONS, ConcordServer, serverStream, unary } from '../server.js';
+import { createCertificateAuthority, issueCertificate } from '../testing/certificates.js';
+import { channelCredentials, type TlsMaterial } from '../tls.js';
 import { HpackDecoder, encodeFields } from './hpack.js';
 
 const silent = createLogger({ service: 'test', level: 'silent' });
 const BIG = 7 * 1024 * 1024;
 
-async function startKV(metrics = new Metrics()) {
+/** What the Put handler saw of its last call's metadata. */
+let lastMarker: string | undefined;
+
+async function startKV(metrics = new Metrics(), tls?: TlsMaterial) {
   const server = await ConcordServer.start({
     host: '127.0.0.1',
     port: 0,
     logger: silent,
     metrics,
+    ...(tls === undefined ? {} : { tls }),
     services: [
       {
         name: 'concord.v1.KV',
@@ -27,7 +36,11 @@ async function startKV(metrics = new Metrics()) {
             if (request.key === 'big') return { found: true, value: Buffer.alloc(BIG, 3), version: 1 };
             throw new ServiceError(grpc.status.NOT_FOUND, `no key ${request.key}`);
           }),
-          put: unary(async (request: PutRequest): Promise<PutResponse> => ({ version: request.value.length })),
+          put: unary(async (request: PutRequest, call): Promise<PutResponse> => {
+            lastMarker = call.metadata.get('x-marker')[0] as string | undefined;
+            if (request.key === 'slow') await new Promise((resolve) => setTimeout(resolve, 300));
+            return { version: request.value.length };
+          }),
           // Not made with unary(): grpc-js answers it.
           delete: (_call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) =>
             callback({ code: grpc.status.FAILED_PRECONDITION, details: 'answered by grpc-js' }),
@@ -41,8 +54,8 @@ async function startKV(metrics = new Metrics()) {
   return server;
 }
 
-function put(client: KVClient, value: Buffer): Promise<{ error: grpc.ServiceError | null; response: PutResponse | undefined }> {
-  return new Promise((resolve) => client.put(PutRequest.fromPartial({ key: 'k', value }), (error, response) => resolve({ error, response })));
+function put(client: KVClient, value: Buffer, key = 'k', metadata = new grpc.Metadata()): Promise<{ error: grpc.ServiceError | null; response: PutResponse | undefined }> {
+  return new Promise((resolve) => client.put(PutRequest.fromPartial({ key, value }), metadata, (error, response) => resolve({ error, response })));
 }
 
 function get(client: KVClient, key: string): Promise<{ error: grpc.ServiceError | null; response: GetResponse | undefined }> {
@@ -232,5 +245,79 @@ test('a connection that is not HTTP/2 is refused by node:http2, and the server g
   } finally {
     client.close();
     await server.shutdown();
+  }
+});
+
+test('metadata larger than a frame arrives in CONTINUATION frames, whole', async () => {
+  const metrics = new Metrics();
+  const server = await startKV(metrics);
+  const client = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+  try {
+    assert.equal((await put(client, Buffer.from('x'))).error, null);
+    // Random letters do not compress: the header block is far above the 16 KiB frame size.
+    const marker = Array.from({ length: 40_000 }, () => String.fromCharCode(97 + Math.floor(Math.random() * 26))).join('');
+    const metadata = new grpc.Metadata();
+    metadata.set('x-marker', marker);
+    const done = await put(client, Buffer.from('abc'), 'k', metadata);
+    assert.equal(done.error, null, done.error?.message);
+    assert.equal(lastMarker, marker);
+    assert.deepEqual(await servedBy(metrics), { lean: 1, node: 0 });
+  } finally {
+    client.close();
+    await server.shutdown();
+  }
+});
+
+test('with mutual TLS, a lean connection serves direct calls and relays the others', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'concord-lean-tls-'));
+  try {
+    const ca = createCertificateAuthority(dir, 'ca');
+    const files = issueCertificate(ca, dir, 'server', { dns: ['localhost'], ips: ['127.0.0.1'] });
+    const tls: TlsMaterial = { cert: readFileSync(files.cert), key: readFileSync(files.key), ca: readFileSync(ca.cert) };
+    const metrics = new Metrics();
+    const server = await startKV(metrics, tls);
+    const client = new KVClient(server.address, channelCredentials(tls), CLIENT_CHANNEL_OPTIONS);
+    try {
+      assert.equal((await put(client, Buffer.from('four'))).response?.version, 4);
+      assert.equal((await scan(client, 5)).length, 5);
+      assert.deepEqual(await servedBy(metrics), { lean: 1, node: 0 });
+      const plaintext = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+      try {
+        assert.equal((await put(plaintext, Buffer.from('x'))).error?.code, grpc.status.UNAVAILABLE);
+      } finally {
+        plaintext.close();
+      }
+    } finally {
+      client.close();
+      await server.shutdown();
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('shutdown lets a lean call in flight finish, and refuses new connections', async () => {
+  const server = await startKV();
+  const client = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+  try {
+    assert.equal((await put(client, Buffer.from('a'))).error, null);
+    const slow = put(client, Buffer.from('slow!'), 'slow');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const stopped = server.shutdown();
+    const answer = await slow;
+    assert.equal(answer.error, null, answer.error?.message);
+    assert.equal(answer.response?.version, 5);
+    await stopped;
+    const refused = await new Promise<Error | undefined>((resolve) => {
+      const socket = net.connect(server.port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(undefined);
+      });
+      socket.once('error', resolve);
+    });
+    assert.ok(refused !== undefined, 'no connection after shutdown');
+  } finally {
+    client.close();
   }
 });
