@@ -183,7 +183,8 @@ type GroupEvent =
 interface PendingProposal<Result> {
   term: number;
   resolve(outcome: ProposeOutcome<Result>): void;
-  timer: NodeJS.Timeout;
+  /** performance.now() after which it resolves `unknown` (proposalTimeoutMs after it was made). */
+  deadline: number;
 }
 
 /**
@@ -277,6 +278,8 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private softState: SoftState = { role: 'follower', leaderId: '' };
 
   private readonly proposals = new Map<number, PendingProposal<Result>>();
+  /** Fires at the deadline of the oldest proposal still waiting (armProposalTimer). */
+  private proposalTimer: NodeJS.Timeout | undefined;
   private readonly membershipChanges = new Map<number, PendingMembershipChange>();
   /**
    * Read barriers are batched like etcd's linearizableReadLoop: while a ReadIndex round is in
@@ -927,7 +930,6 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     const pending = this.proposals.get(entry.index);
     if (pending === undefined) return;
     this.proposals.delete(entry.index);
-    clearTimeout(pending.timer);
     if (pending.term === entry.term && applied !== undefined) pending.resolve(applied);
     else pending.resolve({ kind: 'dropped', reason: `a leader of term ${entry.term} committed another entry at index ${entry.index}` });
   }
@@ -938,17 +940,34 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       // This member, leader again, reused the index of an entry it proposed in an earlier term.
       // That entry is gone from this log but may survive on another member that could still
       // become leader and commit it: the outcome is unknown, not dropped.
-      clearTimeout(previous.timer);
+      this.proposals.delete(index);
       previous.resolve({ kind: 'unknown', reason: `index ${index} was reused in term ${term}; the earlier entry may still commit` });
     }
-    const timer = setTimeout(() => {
-      if (this.proposals.get(index)?.term !== term) return;
-      this.proposals.delete(index);
-      waiter.resolve({ kind: 'unknown', reason: `not applied within ${this.proposalTimeoutMs} ms; it may still commit` });
-    }, this.proposalTimeoutMs);
-    timer.unref();
-    this.proposals.set(index, { term, resolve: waiter.resolve, timer });
+    // One timer for all of them rather than one each: proposals are kept in the order they were
+    // made (a reused index was deleted above, so it goes to the end), which is their deadlines' order.
+    this.proposals.set(index, { term, resolve: waiter.resolve, deadline: performance.now() + this.proposalTimeoutMs });
+    this.armProposalTimer();
   }
+
+  /** Sets the timer for the first proposal's deadline, unless it is set or none is waiting. */
+  private armProposalTimer(): void {
+    if (this.proposalTimer !== undefined) return;
+    const first = this.proposals.values().next();
+    if (first.done === true) return;
+    this.proposalTimer = setTimeout(this.expireProposals, Math.max(0, first.value.deadline - performance.now()));
+    this.proposalTimer.unref();
+  }
+
+  private readonly expireProposals = (): void => {
+    this.proposalTimer = undefined;
+    const now = performance.now();
+    for (const [index, pending] of this.proposals) {
+      if (pending.deadline > now) break;
+      this.proposals.delete(index);
+      pending.resolve({ kind: 'unknown', reason: `not applied within ${this.proposalTimeoutMs} ms; it may still commit` });
+    }
+    this.armProposalTimer();
+  };
 
   private replaceMembershipWaiter(index: number): void {
     const previous = this.membershipChanges.get(index);
@@ -1103,7 +1122,6 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     for (const [index, pending] of this.proposals) {
       if (index > payload.meta.index) continue;
       this.proposals.delete(index);
-      clearTimeout(pending.timer);
       pending.resolve({ kind: 'unknown', reason: `replaced by a snapshot at index ${payload.meta.index}` });
     }
     for (const [index, pending] of this.membershipChanges) {
@@ -1342,10 +1360,11 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private abandonEverything(reason: string): void {
     for (const event of this.queue.splice(0)) this.abandonEvent(event, reason);
     for (const [index, pending] of this.proposals) {
-      clearTimeout(pending.timer);
       pending.resolve({ kind: 'unknown', reason: `${reason}; the entry at index ${index} may still commit` });
     }
     this.proposals.clear();
+    clearTimeout(this.proposalTimer);
+    this.proposalTimer = undefined;
     for (const [index, pending] of this.membershipChanges) {
       pending.resolve({ kind: 'rejected', reason: `${reason} before the change at index ${index} was applied; check status()` });
     }
