@@ -37,7 +37,20 @@ export {
   LATENCY_BUCKETS_SECONDS,
   BATCH_SIZE_BUCKETS,
 } from './metrics.js';
-export type { MetricSpec, HistogramSpec, MetricsOptions, MetricsServer, MetricsServerOptions, Counter, Gauge, Histogram } from './metrics.js';
+export type {
+  MetricSpec,
+  HistogramSpec,
+  MetricsOptions,
+  MetricsServer,
+  MetricsServerOptions,
+  Counter,
+  Gauge,
+  Histogram,
+  HotCounter,
+  HotHistogram,
+  HotCounterChild,
+  HotHistogramChild,
+} from './metrics.js';
 export {
   COMMON_ROLE_OPTION_SPECS,
   ADVERTISE_OPTION_SPEC,

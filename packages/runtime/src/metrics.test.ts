@@ -113,3 +113,34 @@ test('a port already in use fails the start, naming the address', async () => {
     await first.close();
   }
 });
+
+test('hot metrics print exactly as prom-client prints the same observations', async () => {
+  const hot = new Metrics();
+  const reference = new Metrics();
+  const spec = { help: 'h', labelNames: ['service', 'code'] as const };
+  const buckets = [0.001, 0.01, 0.1, 1];
+  const hotHistogram = hot.hotHistogram({ name: 'concord_test_seconds', buckets, ...spec });
+  const referenceHistogram = reference.histogram({ name: 'concord_test_seconds', buckets, ...spec });
+  const hotCounter = hot.hotCounter({ name: 'concord_test_total', ...spec });
+  const referenceCounter = reference.counter({ name: 'concord_test_total', ...spec });
+  const samples: [string, string, number][] = [
+    ['a', 'OK', 0.0005],
+    ['a', 'OK', 0.001],
+    ['a', 'OK', 0.05],
+    ['b', 'NOT_FOUND', 3],
+    ['a', 'OK', 1],
+    ['b', 'NOT_FOUND', 0.02],
+  ];
+  for (const [service, code, value] of samples) {
+    hotHistogram.child({ service, code }).observe(value);
+    referenceHistogram.observe({ service, code }, value);
+    hotCounter.child({ service, code }).inc();
+    referenceCounter.inc({ service, code });
+  }
+  hotCounter.child({ service: 'a', code: 'OK' }).inc(2.5);
+  referenceCounter.inc({ service: 'a', code: 'OK' }, 2.5);
+  assert.equal(await hot.exposition(), await reference.exposition());
+  assert.throws(() => hotCounter.child({ service: 'a', code: 'OK' }).inc(-1), /only goes up/);
+  assert.throws(() => hotHistogram.child({ service: 'a' } as never), /label code is missing/);
+  assert.throws(() => hot.histogram({ name: 'concord_test_seconds', buckets, ...spec }), /already defined/);
+});

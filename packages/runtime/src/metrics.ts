@@ -39,7 +39,145 @@ export interface HistogramSpec<Label extends string> extends MetricSpec<Label> {
   buckets: readonly number[];
 }
 
-type AnyMetric = Counter<string> | Gauge<string> | Histogram<string>;
+type AnyMetric = Counter<string> | Gauge<string> | Histogram<string> | HotCounter<string> | HotHistogram<string>;
+
+/** One series of a metric as prom-client's registry prints it. */
+interface SeriesValue {
+  value: number;
+  labels: Record<string, string | number>;
+  metricName?: string;
+}
+
+/** A child of a hot metric, bound to one set of label values. */
+export interface HotHistogramChild {
+  observe(value: number): void;
+}
+
+export interface HotCounterChild {
+  inc(amount?: number): void;
+}
+
+class HistogramSeries implements HotHistogramChild {
+  /** counts[i]: observations ≤ bounds[i] and above bounds[i - 1]; the last: above every bound. */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(
+    readonly labels: Readonly<Record<string, string>>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.counts = new Float64Array(bounds.length + 1);
+  }
+
+  observe(value: number): void {
+    const { bounds } = this;
+    let i = 0;
+    while (i < bounds.length && value > bounds[i]!) i++;
+    this.counts[i]! += 1;
+    this.sum += value;
+    this.count += 1;
+  }
+}
+
+class CounterSeries implements HotCounterChild {
+  value = 0;
+
+  constructor(readonly labels: Readonly<Record<string, string>>) {}
+
+  inc(amount = 1): void {
+    if (!(amount >= 0)) throw new Error(`a counter only goes up (got ${amount})`);
+    this.value += amount;
+  }
+}
+
+/** The key of a set of label values, in the order of the label names. */
+function seriesKey(labelNames: readonly string[], labels: Readonly<Record<string, string>>): string {
+  return labelNames.map((name) => {
+    const value = labels[name];
+    if (value === undefined) throw new Error(`label ${name} is missing`);
+    return value;
+  }).join('\u0000');
+}
+
+/**
+ * A histogram for hot paths, read like any other: its children are bound to their label values
+ * once, and observing through one allocates and hashes nothing (prom-client's observe builds a
+ * label object, a closure and a hash string on every call). Keep the children, not the metric.
+ */
+export class HotHistogram<Label extends string> {
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, HistogramSeries>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly Label[],
+    private readonly bounds: readonly number[],
+  ) {}
+
+  child(labels: Readonly<Record<Label, string>>): HotHistogramChild {
+    const key = seriesKey(this.labelNames, labels);
+    let series = this.series.get(key);
+    if (series === undefined) {
+      series = new HistogramSeries({ ...labels }, this.bounds);
+      this.series.set(key, series);
+    }
+    return series;
+  }
+
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: SeriesValue[] }> {
+    const values: SeriesValue[] = [];
+    for (const series of this.series.values()) {
+      let cumulative = 0;
+      this.bounds.forEach((bound, i) => {
+        cumulative += series.counts[i]!;
+        values.push({ metricName: `${this.name}_bucket`, labels: { le: bound, ...series.labels }, value: cumulative });
+      });
+      values.push({ metricName: `${this.name}_bucket`, labels: { le: '+Inf', ...series.labels }, value: series.count });
+      values.push({ metricName: `${this.name}_sum`, labels: series.labels, value: series.sum });
+      values.push({ metricName: `${this.name}_count`, labels: series.labels, value: series.count });
+    }
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+}
+
+/** A counter for hot paths: see HotHistogram. */
+export class HotCounter<Label extends string> {
+  readonly type = 'counter';
+  readonly aggregator = 'sum';
+  private readonly series = new Map<string, CounterSeries>();
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    private readonly labelNames: readonly Label[],
+  ) {}
+
+  child(labels: Readonly<Record<Label, string>>): HotCounterChild {
+    const key = seriesKey(this.labelNames, labels);
+    let series = this.series.get(key);
+    if (series === undefined) {
+      series = new CounterSeries({ ...labels });
+      this.series.set(key, series);
+    }
+    return series;
+  }
+
+  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: SeriesValue[] }> {
+    const values = [...this.series.values()].map((series) => ({ labels: series.labels, value: series.value }));
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+}
 
 interface Registered {
   metric: AnyMetric;
@@ -77,6 +215,23 @@ export class Metrics {
   histogram<Label extends string>(spec: HistogramSpec<Label>): Histogram<Label> {
     const shape = `histogram ${spec.buckets.join(',')}`;
     return this.getOrCreate(spec, shape, () => new Histogram({ ...this.config(spec), buckets: [...spec.buckets] })) as Histogram<Label>;
+  }
+
+  /** A counter whose children count without allocating (HotCounter), for calls on hot paths. */
+  hotCounter<Label extends string>(spec: MetricSpec<Label>): HotCounter<Label> {
+    return this.getOrCreate(spec, 'hot counter', () => this.register(new HotCounter(spec.name, spec.help, [...spec.labelNames]))) as HotCounter<Label>;
+  }
+
+  /** A histogram whose children observe without allocating (HotHistogram), for calls on hot paths. */
+  hotHistogram<Label extends string>(spec: HistogramSpec<Label>): HotHistogram<Label> {
+    const shape = `hot histogram ${spec.buckets.join(',')}`;
+    return this.getOrCreate(spec, shape, () => this.register(new HotHistogram(spec.name, spec.help, [...spec.labelNames], [...spec.buckets]))) as HotHistogram<Label>;
+  }
+
+  private register<M extends HotCounter<string> | HotHistogram<string>>(metric: M): M {
+    // prom-client's registry reads any object with a name, help, type, aggregator and get().
+    this.registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
+    return metric;
   }
 
   /** The registry in the Prometheus text exposition format. */

@@ -2,7 +2,7 @@
 // lists them. The driver calls these from its event loop: each is a label lookup done once here
 // and a number update per call, cheap enough to run on every Ready.
 
-import { BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_SECONDS, type Metrics } from '@concord/runtime';
+import { BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_SECONDS, type HotHistogramChild, type Metrics } from '@concord/runtime';
 
 export type ProposalOutcomeLabel = 'applied' | 'not_leader' | 'dropped' | 'unknown' | 'failed';
 export type SnapshotKind = 'taken' | 'installed' | 'sent';
@@ -26,6 +26,9 @@ export class RaftMemberMetrics {
   private readonly appendBatchEntries;
   private readonly fsyncSeconds;
   private readonly snapshots;
+  private readonly proposalChildren = new Map<ProposalOutcomeLabel, HotHistogramChild>();
+  private readonly appendChildren = new Map<AppendBatchKind, HotHistogramChild>();
+  private fsyncChild: HotHistogramChild | undefined;
 
   constructor(metrics: Metrics, group: string, member: string) {
     this.labels = { group, member };
@@ -43,19 +46,19 @@ export class RaftMemberMetrics {
       help: 'Leaders this member has learned of: each new (leader, term) counts once, including itself.',
       labelNames,
     });
-    this.proposalSeconds = metrics.histogram({
+    this.proposalSeconds = metrics.hotHistogram({
       name: 'concord_raft_proposal_seconds',
       help: 'Time from propose() on this member to its outcome (applied here, not_leader, dropped, unknown or failed).',
       labelNames: ['group', 'member', 'outcome'],
       buckets: LATENCY_BUCKETS_SECONDS,
     });
-    this.appendBatchEntries = metrics.histogram({
+    this.appendBatchEntries = metrics.hotHistogram({
       name: 'concord_raft_append_batch_entries',
       help: 'Log entries per batch: kind="persist" per Ready written to the WAL, kind="send" per append message sent to a follower.',
       labelNames: ['group', 'member', 'kind'],
       buckets: BATCH_SIZE_BUCKETS,
     });
-    this.fsyncSeconds = metrics.histogram({
+    this.fsyncSeconds = metrics.hotHistogram({
       name: 'concord_raft_fsync_seconds',
       help: 'Time to append one Ready (entries and hard state) to the WAL, fsync included when --sync is on.',
       labelNames,
@@ -79,16 +82,30 @@ export class RaftMemberMetrics {
     this.leaderChanges.inc(this.labels);
   }
 
+  // The histograms below are observed on every proposal and every Ready: their children are
+  // kept, so an observation allocates nothing (HotHistogram).
+
   proposalDone(outcome: ProposalOutcomeLabel, seconds: number): void {
-    this.proposalSeconds.observe({ ...this.labels, outcome }, seconds);
+    let child = this.proposalChildren.get(outcome);
+    if (child === undefined) {
+      child = this.proposalSeconds.child({ ...this.labels, outcome });
+      this.proposalChildren.set(outcome, child);
+    }
+    child.observe(seconds);
   }
 
   appendBatch(kind: AppendBatchKind, entries: number): void {
-    this.appendBatchEntries.observe({ ...this.labels, kind }, entries);
+    let child = this.appendChildren.get(kind);
+    if (child === undefined) {
+      child = this.appendBatchEntries.child({ ...this.labels, kind });
+      this.appendChildren.set(kind, child);
+    }
+    child.observe(entries);
   }
 
   walAppended(seconds: number): void {
-    this.fsyncSeconds.observe(this.labels, seconds);
+    this.fsyncChild ??= this.fsyncSeconds.child(this.labels);
+    this.fsyncChild.observe(seconds);
   }
 
   snapshot(kind: SnapshotKind): void {
