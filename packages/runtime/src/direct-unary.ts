@@ -95,18 +95,25 @@ const FRAME_HEADER_BYTES = 5;
 const TIMEOUT_PATTERN = /^(\d{1,8})([HMSmun])$/;
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
-const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc+proto', 'grpc-accept-encoding': 'identity,deflate,gzip', 'grpc-encoding': 'identity' };
+/**
+ * The response headers of a direct answer. No `grpc-encoding`: without one a message is not
+ * compressed, which is what gRPC servers in other languages (grpc-go, etcd's) leave implicit too;
+ * every header a client gets costs it a string per call.
+ */
+const RESPONSE_HEADERS = { ':status': 200, 'content-type': 'application/grpc+proto', 'grpc-accept-encoding': 'identity,deflate,gzip' };
 /**
  * The same headers as a flat list, which is how an OK answer sends them: given an object, Node copies
  * it into a new dictionary-mode object that the stream keeps (and that was a tenth of what a
  * leader promoted to the old generation per call); given a list, it reads the list as it is.
  * No `date` header: gRPC has no use for one, and Node would format it for every answer.
  */
-const RESPONSE_HEADER_LIST: readonly string[] = Object.freeze(
+export const RESPONSE_HEADER_LIST: readonly string[] = Object.freeze(
   Object.entries(RESPONSE_HEADERS).flatMap(([name, value]) => [name, String(value)]),
 );
 const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true, sendDate: false });
-const OK_TRAILERS = { 'grpc-status': '0', 'grpc-message': '' };
+/** The trailers of an OK answer: the status alone (an empty grpc-message is the same as none). */
+const OK_TRAILERS = { 'grpc-status': '0' };
+export const OK_TRAILER_LIST: readonly string[] = Object.freeze(Object.entries(OK_TRAILERS).flat());
 /** Request headers grpc-js keeps out of the metadata a handler sees. */
 const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'];
 

@@ -24,7 +24,7 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type IncomingHttpStatusHeader } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { UnaryCall, type DirectCallEnvironment, type DirectRoute } from '../direct-unary.js';
+import { OK_TRAILER_LIST, RESPONSE_HEADER_LIST, UnaryCall, type DirectCallEnvironment, type DirectRoute } from '../direct-unary.js';
 import { HpackDecoder, HpackError, encodeFields } from './hpack.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -80,8 +80,8 @@ const SETTINGS_INITIAL_WINDOW_SIZE = 4;
 const SETTINGS_MAX_FRAME_SIZE = 5;
 
 /** An OK answer's headers and trailers, HPACK-encoded once. */
-const OK_HEADERS_BLOCK = encodeFields([':status', '200', 'content-type', 'application/grpc+proto', 'grpc-accept-encoding', 'identity,deflate,gzip', 'grpc-encoding', 'identity']);
-const OK_TRAILERS_BLOCK = encodeFields(['grpc-status', '0', 'grpc-message', '']);
+const OK_HEADERS_BLOCK = encodeFields(RESPONSE_HEADER_LIST);
+const OK_TRAILERS_BLOCK = encodeFields(OK_TRAILER_LIST);
 
 class ConnectionError extends Error {
   constructor(
