@@ -100,34 +100,64 @@ function seriesKey(labelNames: readonly string[], labels: Readonly<Record<string
   }).join('\u0000');
 }
 
-/**
- * A histogram for hot paths, read like any other: its children are bound to their label values
- * once, and observing through one allocates and hashes nothing (prom-client's observe builds a
- * label object, a closure and a hash string on every call). Keep the children, not the metric.
- */
-export class HotHistogram<Label extends string> {
-  readonly type = 'histogram';
+/** What the hot metrics share: children bound to label values, kept by those values. */
+abstract class HotMetric<Label extends string, Series extends { readonly labels: Readonly<Record<string, string>> }> {
   readonly aggregator = 'sum';
-  private readonly series = new Map<string, HistogramSeries>();
+  protected readonly series = new Map<string, Series>();
 
   constructor(
     readonly name: string,
     readonly help: string,
     private readonly labelNames: readonly Label[],
-    private readonly bounds: readonly number[],
   ) {}
 
-  child(labels: Readonly<Record<Label, string>>): HotHistogramChild {
+  abstract readonly type: string;
+
+  protected abstract newSeries(labels: Readonly<Record<string, string>>): Series;
+
+  protected abstract values(): SeriesValue[];
+
+  protected seriesFor(labels: Readonly<Record<Label, string>>): Series {
     const key = seriesKey(this.labelNames, labels);
     let series = this.series.get(key);
     if (series === undefined) {
-      series = new HistogramSeries({ ...labels }, this.bounds);
+      series = this.newSeries({ ...labels });
       this.series.set(key, series);
     }
     return series;
   }
 
+  /** What prom-client's registry reads. */
   get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: SeriesValue[] }> {
+    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.values() });
+  }
+
+  reset(): void {
+    this.series.clear();
+  }
+}
+
+/**
+ * A histogram for hot paths, read like any other: its children are bound to their label values
+ * once, and observing through one allocates and hashes nothing (prom-client's observe builds a
+ * label object, a closure and a hash string on every call). Keep the children, not the metric.
+ */
+export class HotHistogram<Label extends string> extends HotMetric<Label, HistogramSeries> {
+  readonly type = 'histogram';
+
+  constructor(name: string, help: string, labelNames: readonly Label[], private readonly bounds: readonly number[]) {
+    super(name, help, labelNames);
+  }
+
+  child(labels: Readonly<Record<Label, string>>): HotHistogramChild {
+    return this.seriesFor(labels);
+  }
+
+  protected newSeries(labels: Readonly<Record<string, string>>): HistogramSeries {
+    return new HistogramSeries(labels, this.bounds);
+  }
+
+  protected values(): SeriesValue[] {
     const values: SeriesValue[] = [];
     for (const series of this.series.values()) {
       let cumulative = 0;
@@ -139,43 +169,24 @@ export class HotHistogram<Label extends string> {
       values.push({ metricName: `${this.name}_sum`, labels: series.labels, value: series.sum });
       values.push({ metricName: `${this.name}_count`, labels: series.labels, value: series.count });
     }
-    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
-  }
-
-  reset(): void {
-    this.series.clear();
+    return values;
   }
 }
 
 /** A counter for hot paths: see HotHistogram. */
-export class HotCounter<Label extends string> {
+export class HotCounter<Label extends string> extends HotMetric<Label, CounterSeries> {
   readonly type = 'counter';
-  readonly aggregator = 'sum';
-  private readonly series = new Map<string, CounterSeries>();
-
-  constructor(
-    readonly name: string,
-    readonly help: string,
-    private readonly labelNames: readonly Label[],
-  ) {}
 
   child(labels: Readonly<Record<Label, string>>): HotCounterChild {
-    const key = seriesKey(this.labelNames, labels);
-    let series = this.series.get(key);
-    if (series === undefined) {
-      series = new CounterSeries({ ...labels });
-      this.series.set(key, series);
-    }
-    return series;
+    return this.seriesFor(labels);
   }
 
-  get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: SeriesValue[] }> {
-    const values = [...this.series.values()].map((series) => ({ labels: series.labels, value: series.value }));
-    return Promise.resolve({ name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values });
+  protected newSeries(labels: Readonly<Record<string, string>>): CounterSeries {
+    return new CounterSeries(labels);
   }
 
-  reset(): void {
-    this.series.clear();
+  protected values(): SeriesValue[] {
+    return [...this.series.values()].map((series) => ({ labels: series.labels, value: series.value }));
   }
 }
 
