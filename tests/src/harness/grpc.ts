@@ -5,12 +5,15 @@ import { ClusterClient } from '@concord/proto/cluster';
 import { KVClient } from '@concord/proto/kv';
 import { ShardClient } from '@concord/proto/shard';
 import { TxnClient } from '@concord/proto/txn';
+import { CLIENT_CHANNEL_OPTIONS } from '@concord/runtime';
 
-/** Message size limits matching the servers' (a 1 MiB value plus framing must fit). */
-const CHANNEL_OPTIONS: grpc.ClientOptions = {
-  'grpc.max_receive_message_length': 8 * 1024 * 1024,
-  'grpc.max_send_message_length': 8 * 1024 * 1024,
-};
+/**
+ * What a client of a Concord server should use: the servers' message limits, and reconnection
+ * attempts at most a second apart. With grpc-js's own backoff (growing to two minutes), a test's
+ * channel to a server killed and restarted could still be waiting seconds after the server was back
+ * (a flake of the coordinator failover test, whose clients share one subchannel per address).
+ */
+const CHANNEL_OPTIONS: grpc.ClientOptions = CLIENT_CHANNEL_OPTIONS;
 
 export function kvClient(address: string): KVClient {
   return new KVClient(address, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
