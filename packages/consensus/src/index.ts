@@ -16,6 +16,7 @@ export { SingleGroup, DEFAULT_SNAPSHOT_EVERY } from './single/single-group.js';
 export type { SingleGroupOptions } from './single/single-group.js';
 export { RaftGroup, RAFT_DEFAULTS } from './raft-driver/raft-group.js';
 export { RAFT_TIMING_OPTION_SPECS } from './raft-driver/timing-options.js';
+export { RAFT_LOG_OPTION_SPECS, raftLogOptions } from './raft-driver/log-options.js';
 export type { RaftGroupOptions } from './raft-driver/raft-group.js';
 export type { RaftTransport, RaftInbound, ReceivedSnapshot } from './raft-driver/transport.js';
 export {

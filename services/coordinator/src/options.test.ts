@@ -49,6 +49,9 @@ describe('compileCoordinatorOptions', () => {
       heartbeatTicks: 1,
       sync: true,
       snapshotEvery: 10_000,
+      maxUncommittedBytes: 64 * 1024 * 1024,
+      snapshotLogRatio: 0.5,
+      snapshotRatioMinBytes: 4 * 1024 * 1024,
       shardTimeoutMs: 5000,
       logLevel: 'info',
     });
@@ -204,6 +207,15 @@ describe('compileCoordinatorOptions', () => {
     rejects([...groups, '--election-ticks', '1'], /^--election-ticks: must be an integer between 2 and 10000/);
     rejects([...groups, '--frobnicate'], /unknown option --frobnicate/);
     rejects([], /^CONCORD_SHARD_TIMEOUT \(for --shard-timeout\): must be a duration/, { CONCORD_ENGINE: 'config', CONCORD_GROUPS: 'g1=h:1', CONCORD_SHARD_TIMEOUT: '-1' });
+  });
+
+  it('takes the meta group\'s Raft log settings, refusing values out of range by name and limit', () => {
+    const options = compile([...RAFT, '--max-uncommitted-bytes', '2097152', '--snapshot-ratio-min-bytes', '0'], { CONCORD_SNAPSHOT_LOG_PERCENT: '25' });
+    assert.equal(options.maxUncommittedBytes, 2_097_152);
+    assert.equal(options.snapshotLogRatio, 0.25);
+    assert.equal(options.snapshotRatioMinBytes, 0);
+    rejects([...RAFT, '--max-uncommitted-bytes', 'lots'], /^--max-uncommitted-bytes: must be an integer between 0 and 1099511627776 \(got "lots"\)/);
+    rejects([...RAFT, '--snapshot-log-percent', '100001'], /^--snapshot-log-percent: must be an integer between 0 and 100000/);
   });
 
   it('--advertise: any dialable address with config; with raft only its --peers entry, which then need not share the --listen port', () => {

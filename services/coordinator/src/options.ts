@@ -2,7 +2,7 @@
 // into a typed CoordinatorOptions. Only src/main.ts calls compileCoordinatorOptions; everything
 // below takes options.
 
-import { BOOTSTRAP_GUARD_OPTION_SPECS, RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS } from '@concord/consensus';
+import { BOOTSTRAP_GUARD_OPTION_SPECS, RAFT_DEFAULTS, RAFT_LOG_OPTION_SPECS, RAFT_TIMING_OPTION_SPECS, raftLogOptions } from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 import {
   COMMON_ROLE_OPTION_SPECS,
@@ -96,6 +96,12 @@ export interface CoordinatorOptions {
   sync: boolean;
   /** Raft: applied entries between snapshots of the meta state. */
   snapshotEvery: number;
+  /** Raft: RaftGroupOptions.maxUncommittedBytes (--max-uncommitted-bytes). */
+  maxUncommittedBytes: number;
+  /** Raft: RaftGroupOptions.snapshotLogRatio (--snapshot-log-percent / 100). */
+  snapshotLogRatio: number;
+  /** Raft: RaftGroupOptions.snapshotRatioMinBytes (--snapshot-ratio-min-bytes). */
+  snapshotRatioMinBytes: number;
   /** Deadline of the work done on shards for one client call, when the client's own is later or absent. */
   shardTimeoutMs: number;
   logLevel: (typeof LOG_LEVELS)[number];
@@ -123,6 +129,9 @@ interface RawCoordinatorOptions extends Record<string, unknown> {
   heartbeatTicks: number;
   sync: boolean;
   snapshotEvery: number;
+  maxUncommittedBytes: number;
+  snapshotLogPercent: number;
+  snapshotRatioMinBytes: number;
   shardTimeout: number;
   logLevel: string;
   metricsListen: string;
@@ -237,6 +246,7 @@ export const COORDINATOR_OPTION_SPECS: { readonly [K in keyof RawCoordinatorOpti
     min: 1,
     doc: 'Raft: take a snapshot of the meta state and compact its log after this many applied log entries.',
   },
+  ...RAFT_LOG_OPTION_SPECS,
   shardTimeout: {
     kind: 'duration',
     flag: 'shard-timeout',
@@ -362,6 +372,7 @@ export function compileCoordinatorOptions(sources: OptionSources): CoordinatorOp
     heartbeatTicks: raw.heartbeatTicks,
     sync: raw.sync,
     snapshotEvery: raw.snapshotEvery,
+    ...raftLogOptions(raw),
     shardTimeoutMs: raw.shardTimeout,
     logLevel: raw.logLevel as CoordinatorOptions['logLevel'],
     ...(metricsListen !== undefined ? { metricsListen } : {}),

@@ -47,6 +47,9 @@ describe('compileShardOptions', () => {
       readMode: 'safe',
       sync: true,
       snapshotEvery: 10000,
+      maxUncommittedBytes: 64 * 1024 * 1024,
+      snapshotLogRatio: 0.5,
+      snapshotRatioMinBytes: 4 * 1024 * 1024,
       logLevel: 'info',
     });
   });
@@ -54,6 +57,17 @@ describe('compileShardOptions', () => {
   it('takes --read-mode lease and refuses unknown read modes, naming the choices', () => {
     assert.equal(compile([...REQUIRED, '--read-mode', 'lease']).readMode, 'lease');
     assertOptionsError([...REQUIRED, '--read-mode', 'fast'], /--read-mode.*safe.*lease/);
+  });
+
+  it('takes the Raft log settings from flags and the environment, refusing values out of range by name and limit', () => {
+    const options = compile([...REQUIRED, '--max-uncommitted-bytes', '1048576', '--snapshot-log-percent', '200'], { CONCORD_SNAPSHOT_RATIO_MIN_BYTES: '0' });
+    assert.equal(options.maxUncommittedBytes, 1_048_576);
+    assert.equal(options.snapshotLogRatio, 2);
+    assert.equal(options.snapshotRatioMinBytes, 0);
+    assert.equal(compile([...REQUIRED, '--max-uncommitted-bytes', '0']).maxUncommittedBytes, 0);
+    assertOptionsError([...REQUIRED, '--max-uncommitted-bytes', '-1'], /^--max-uncommitted-bytes: .*0.*1099511627776.*\(got "-1"\)/);
+    assertOptionsError([...REQUIRED, '--snapshot-log-percent', '0.5'], /^--snapshot-log-percent: .*0.*100000.*\(got "0\.5"\)/);
+    assertOptionsError([...REQUIRED], /^CONCORD_SNAPSHOT_RATIO_MIN_BYTES \(for --snapshot-ratio-min-bytes\): must be an integer between 0 and 1099511627776 \(got "lots"\)/, { CONCORD_SNAPSHOT_RATIO_MIN_BYTES: 'lots' });
   });
 
   it('runs the single engine without peers, on port 0 by default', () => {

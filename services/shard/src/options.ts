@@ -17,7 +17,15 @@ import {
   type OptionSpec,
   type TlsMaterial,
 } from '@concord/runtime';
-import { BOOTSTRAP_GUARD_OPTION_SPECS, DEFAULT_SNAPSHOT_EVERY, RAFT_DEFAULTS, RAFT_TIMING_OPTION_SPECS, type EngineName } from '@concord/consensus';
+import {
+  BOOTSTRAP_GUARD_OPTION_SPECS,
+  DEFAULT_SNAPSHOT_EVERY,
+  RAFT_DEFAULTS,
+  RAFT_LOG_OPTION_SPECS,
+  RAFT_TIMING_OPTION_SPECS,
+  raftLogOptions,
+  type EngineName,
+} from '@concord/consensus';
 import { DEFAULT_VNODES_PER_GROUP, MAX_VNODES_PER_GROUP } from '@concord/ring';
 
 /** Engines the shard role can run today, the default first; multipaxos joins this list when it exists. */
@@ -79,6 +87,12 @@ export interface ShardOptions {
   sync: boolean;
   /** Applied entries between snapshots (each snapshot compacts the log). */
   snapshotEvery: number;
+  /** Raft only: RaftGroupOptions.maxUncommittedBytes (--max-uncommitted-bytes). */
+  maxUncommittedBytes: number;
+  /** Raft only: RaftGroupOptions.snapshotLogRatio (--snapshot-log-percent / 100). */
+  snapshotLogRatio: number;
+  /** Raft only: RaftGroupOptions.snapshotRatioMinBytes (--snapshot-ratio-min-bytes). */
+  snapshotRatioMinBytes: number;
   logLevel: (typeof LOG_LEVELS)[number];
   /** Where to serve Prometheus metrics on GET /metrics; undefined (the default) serves none. */
   metricsListen?: { host: string; port: number };
@@ -106,6 +120,9 @@ interface RawShardOptions extends Record<string, unknown> {
   readMode: string;
   sync: boolean;
   snapshotEvery: number;
+  maxUncommittedBytes: number;
+  snapshotLogPercent: number;
+  snapshotRatioMinBytes: number;
   logLevel: string;
   metricsListen: string;
   advertise: string;
@@ -240,6 +257,7 @@ export const SHARD_OPTION_SPECS: { readonly [K in keyof RawShardOptions]: Option
     min: 1,
     doc: 'Take a snapshot and compact the log after this many applied log entries.',
   },
+  ...RAFT_LOG_OPTION_SPECS,
   ...COMMON_ROLE_OPTION_SPECS,
 };
 
@@ -358,6 +376,7 @@ export function compileShardOptions(sources: OptionSources): ShardOptions {
     readMode: raw.readMode as ShardReadMode,
     sync: raw.sync,
     snapshotEvery: raw.snapshotEvery,
+    ...raftLogOptions(raw),
     logLevel: raw.logLevel as ShardOptions['logLevel'],
     ...(metricsListen !== undefined ? { metricsListen } : {}),
     ...(tls !== undefined ? { tls } : {}),

@@ -218,3 +218,47 @@ describe('a raft group of three shard nodes', () => {
     );
   });
 });
+
+describe('a raft shard node started with --max-uncommitted-bytes', () => {
+  let root: string;
+  let node: ShardNode | undefined;
+  let shard: Shard | undefined;
+
+  before(async () => {
+    root = await mkdtemp(join(tmpdir(), 'concord-shard-uncommitted-'));
+  });
+
+  after(async () => {
+    shard?.close();
+    await node?.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('sheds writes beyond the limit with PROPOSAL_DROPPED, writing nothing of them, and commits the rest', async () => {
+    const [port] = await freePorts(1);
+    const address = `127.0.0.1:${port!}`;
+    // One byte: a leader with a write pending refuses every other until it commits (one is always accepted).
+    node = await startShardNode(
+      testShardOptions({ engine: 'raft', memberId: 'g1-0', listenPort: port!, dataDir: join(root, 'g1-0'), peers: { 'g1-0': address }, tickMs: 20, sync: true, maxUncommittedBytes: 1 }),
+      logger,
+    );
+    shard = new Shard(address);
+    await eventually('the one member to lead', async () => (await shard!.status()).role === 'LEADER', LIVENESS_MS);
+    const keys = keysOwnedBy('g1', 'uncommitted/', 40);
+    const value = Buffer.alloc(4096, 7);
+    const outcomes = await Promise.allSettled(keys.map((key) => shard!.put({ key, value })));
+    const refused = keys.filter((_, i) => outcomes[i]!.status === 'rejected');
+    const written = keys.filter((_, i) => outcomes[i]!.status === 'fulfilled');
+    assert.ok(written.length >= 1, 'the first write is accepted whatever the limit');
+    assert.ok(refused.length >= 1, `40 concurrent writes of 4 KiB under a 1-byte limit: some must be refused (${written.length} written)`);
+    for (const outcome of outcomes) {
+      if (outcome.status === 'fulfilled') continue;
+      const error = outcome.reason as { code: number; details: string; metadata: { get(name: string): unknown[] } };
+      assert.equal(error.code, status.UNAVAILABLE);
+      assert.match(error.details, /maxUncommittedBytes.*overloaded.*nothing was written/);
+      assert.deepEqual(error.metadata.get('concord-reason'), ['PROPOSAL_DROPPED']);
+    }
+    for (const key of written) assert.equal((await shard.get({ key, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE })).found, true, key);
+    for (const key of refused) assert.equal((await shard.get({ key, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE })).found, false, key);
+  });
+});

@@ -174,6 +174,9 @@ function createGroup(
         heartbeatTicks: options.heartbeatTicks,
         readOnlyMode: options.readMode === 'lease' ? 'lease_based' : 'safe',
         snapshotEvery: options.snapshotEvery,
+        maxUncommittedBytes: options.maxUncommittedBytes,
+        snapshotLogRatio: options.snapshotLogRatio,
+        snapshotRatioMinBytes: options.snapshotRatioMinBytes,
         sync: options.sync,
         logger,
       });

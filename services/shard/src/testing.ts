@@ -44,6 +44,9 @@ export function testShardOptions(fields: Pick<ShardOptions, 'dataDir' | 'engine'
     readMode: 'safe',
     sync: false,
     snapshotEvery: 10_000,
+    maxUncommittedBytes: 64 * 1024 * 1024,
+    snapshotLogRatio: 0.5,
+    snapshotRatioMinBytes: 4 * 1024 * 1024,
     logLevel: 'silent',
     ...fields,
   };

@@ -48,6 +48,10 @@ export interface MetaGroupOptions {
   heartbeatTicks: number;
   sync: boolean;
   snapshotEvery: number;
+  /** See RaftGroupOptions; RAFT_DEFAULTS when absent. */
+  maxUncommittedBytes?: number;
+  snapshotLogRatio?: number;
+  snapshotRatioMinBytes?: number;
   /** The directory the flags describe, proposed when this member leads an empty group; none: never seeds. */
   seed: DirectorySeed | undefined;
   peerService: ConsensusPeerService;
@@ -88,6 +92,9 @@ export class MetaGroup {
       heartbeatTicks: options.heartbeatTicks,
       sync: options.sync,
       snapshotEvery: options.snapshotEvery,
+      ...(options.maxUncommittedBytes !== undefined ? { maxUncommittedBytes: options.maxUncommittedBytes } : {}),
+      ...(options.snapshotLogRatio !== undefined ? { snapshotLogRatio: options.snapshotLogRatio } : {}),
+      ...(options.snapshotRatioMinBytes !== undefined ? { snapshotRatioMinBytes: options.snapshotRatioMinBytes } : {}),
       logger: options.logger,
     });
   }
