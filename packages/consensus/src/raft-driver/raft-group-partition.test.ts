@@ -92,6 +92,29 @@ describe('RaftGroup proposals across a partition', () => {
     assert.equal(outcome.kind, 'unknown');
   });
 
+  it('answers read barriers on a leader cut off from its followers not_leader once readTimeoutMs has passed, each from its own arrival', async () => {
+    // Without check-quorum the cut-off leader keeps its role, so only the timeout can answer.
+    await start({ readTimeoutMs: 300, checkQuorum: false });
+    const leader = await eventually('a leader', () => leaderAmong(members));
+    network.isolate(leader.id);
+    const timed = async (): Promise<{ kind: string; waitedMs: number }> => {
+      const from = performance.now();
+      const outcome = await leader.group.readBarrier();
+      return { kind: outcome.kind, waitedMs: performance.now() - from };
+    };
+    const first = timed();
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const second = timed();
+    const outcomes = await Promise.all([first, second]);
+    for (const outcome of outcomes) {
+      assert.equal(outcome.kind, 'not_leader');
+      // A timer may run late but never early: neither caller is answered before its own 300 ms.
+      assert.ok(outcome.waitedMs >= 295, `answered after ${outcome.waitedMs.toFixed(0)} ms`);
+    }
+    network.heal(leader.id);
+    await eventually('a read barrier to pass once healed', async () => (await leader.group.readBarrier()).kind === 'ready');
+  });
+
   it('resolves proposals still waiting when the group stops as unknown, and refuses new ones', async () => {
     await start();
     const leader = await eventually('a leader', () => leaderAmong(members));

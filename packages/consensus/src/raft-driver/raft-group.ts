@@ -210,7 +210,8 @@ interface PendingMembershipChange {
 /** One readBarrier() caller; `settled` once answered (by its round, its timeout or a stop). */
 interface ReadWaiter {
   resolve(outcome: ReadBarrierOutcome): void;
-  timer?: NodeJS.Timeout;
+  /** performance.now() after which it is answered not_leader (readTimeoutMs after it arrived). */
+  deadline: number;
   settled: boolean;
 }
 
@@ -289,6 +290,13 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
    */
   private waitingReads: ReadWaiter[] = [];
   private readonly reads = new Map<string, PendingRead>();
+  /**
+   * Every read barrier caller not answered yet, in arrival order, which is their deadlines' order
+   * (they share readTimeoutMs): one timer for all of them, as for proposals, rather than one each.
+   */
+  private readonly unsettledReads = new Set<ReadWaiter>();
+  /** Fires at the deadline of the oldest caller in unsettledReads (armReadTimer). */
+  private readTimer: NodeJS.Timeout | undefined;
   private readCounter = 0;
   /**
    * Makes read contexts unique across restarts: a leader may still hold a request this member made
@@ -676,9 +684,9 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       }
       case 'read': {
         // Joins the next round; startReadRound() requests it once no round is in flight.
-        const waiter: ReadWaiter = { resolve: event.waiter.resolve, settled: false };
-        waiter.timer = setTimeout(() => this.settleWaiter(waiter, { kind: 'not_leader', ...this.leaderHint() }), this.readTimeoutMs);
-        waiter.timer.unref();
+        const waiter: ReadWaiter = { resolve: event.waiter.resolve, deadline: performance.now() + this.readTimeoutMs, settled: false };
+        this.unsettledReads.add(waiter);
+        this.armReadTimer();
         this.waitingReads.push(waiter);
         return;
       }
@@ -1030,9 +1038,29 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private settleWaiter(waiter: ReadWaiter, outcome: ReadBarrierOutcome): void {
     if (waiter.settled) return;
     waiter.settled = true;
-    clearTimeout(waiter.timer);
+    this.unsettledReads.delete(waiter);
     waiter.resolve(outcome);
   }
+
+  /** Sets the timer for the oldest unanswered read barrier's deadline, unless it is set or none waits. */
+  private armReadTimer(): void {
+    if (this.readTimer !== undefined) return;
+    const first = this.unsettledReads.values().next();
+    if (first.done === true) return;
+    this.readTimer = setTimeout(this.expireReads, Math.max(0, first.value.deadline - performance.now()));
+    this.readTimer.unref();
+  }
+
+  /** Answers not_leader every read barrier caller past its deadline: no leader confirmed this one's leadership in time. */
+  private readonly expireReads = (): void => {
+    this.readTimer = undefined;
+    const now = performance.now();
+    for (const waiter of this.unsettledReads) {
+      if (waiter.deadline > now) break;
+      this.settleWaiter(waiter, { kind: 'not_leader', ...this.leaderHint() });
+    }
+    this.armReadTimer();
+  };
 
   // ---------------------------------------------------------------- snapshots
 
@@ -1371,6 +1399,9 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     this.membershipChanges.clear();
     for (const key of [...this.reads.keys()]) this.settleRead(key, { kind: 'not_leader', ...this.leaderHint() });
     for (const waiter of this.waitingReads.splice(0)) this.settleWaiter(waiter, { kind: 'not_leader', ...this.leaderHint() });
+    for (const waiter of this.unsettledReads) this.settleWaiter(waiter, { kind: 'not_leader', ...this.leaderHint() });
+    clearTimeout(this.readTimer);
+    this.readTimer = undefined;
     for (const waiter of this.snapshotInProgress ?? []) waiter.reject(new Error(reason));
     this.snapshotInProgress = undefined;
   }
