@@ -245,7 +245,7 @@ export function buildProgram(io: ProgramIo): Command {
   const member = program
     .command('member')
     .description(
-      "change a shard group's replicas, or with the group meta the coordinators, one step at a time: add (as a learner), promote, remove",
+      "change a shard group's replicas, or with the group meta the coordinators, one step at a time: add (as a learner), promote, remove; or move its leadership",
     );
   const printMembers = (groupId: string, response: ChangeShardMembershipResponse, json: boolean | undefined) => {
     if (json) {
@@ -282,6 +282,15 @@ export function buildProgram(io: ProgramIo): Command {
     .action((groupId: string, memberId: string, opts: { json?: boolean }) =>
       changeMember(groupId, MembershipChangeKind.MEMBERSHIP_CHANGE_KIND_PROMOTE, memberId, '', opts),
     );
+  member
+    .command('move-leader <group> <member-id>')
+    .description("hand the group's leadership to one of its voters, e.g. before taking the leader's machine down; answers once it leads")
+    .option('--json', 'machine-readable output')
+    .action(async (groupId: string, memberId: string, opts: { json?: boolean }) => {
+      const response = await withClient((c) => c.transferLeadership({ groupId, memberId }), 'coordinator');
+      if (opts.json) print(JSON.stringify({ groupId, leaderId: response.leaderId, term: response.term }, null, 2));
+      else print(`group ${groupId}: ${response.leaderId} leads (term ${response.term})`);
+    });
   member
     .command('remove <group> <member-id>')
     .description('take a replica (or, from group meta, a coordinator) out of its group (a dead one, once its replacement is a voter)')

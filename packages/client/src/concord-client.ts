@@ -1,5 +1,12 @@
 import { credentials as grpcCredentials, type ChannelCredentials } from '@grpc/grpc-js';
-import type { ChangeShardMembershipRequest, ChangeShardMembershipResponse, GetRingResponse, StatusResponse } from '@concord/proto/cluster';
+import type {
+  ChangeShardMembershipRequest,
+  ChangeShardMembershipResponse,
+  GetRingResponse,
+  StatusResponse,
+  TransferLeadershipRequest,
+  TransferLeadershipResponse,
+} from '@concord/proto/cluster';
 import { ReadConsistency, type KeyValue } from '@concord/proto/common';
 import type { ScanResponse } from '@concord/proto/kv';
 import { batchedStreamSource, callUnary, type PullSource } from './calls.js';
@@ -274,6 +281,18 @@ export class ConcordClient {
     return this.coordinators.call('write', deadline, (address) => {
       const cluster = this.coordinators.cluster(address);
       return callUnary(cluster.changeShardMembership.bind(cluster), request, deadline);
+    });
+  }
+
+  /**
+   * Hands the leadership of a shard group (or of the meta group, "meta") to one of its voters;
+   * answers once that member leads. Safe to repeat: asking for the member that leads succeeds.
+   */
+  transferLeadership(request: TransferLeadershipRequest, options: CallOptions = {}): Promise<TransferLeadershipResponse> {
+    const deadline = this.deadline(options);
+    return this.coordinators.call('read', deadline, (address) => {
+      const cluster = this.coordinators.cluster(address);
+      return callUnary(cluster.transferLeadership.bind(cluster), request, deadline);
     });
   }
 

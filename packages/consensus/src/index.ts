@@ -8,6 +8,7 @@ export type {
   MemberInfo,
   MembershipChange,
   MembershipOutcome,
+  TransferOutcome,
   ConsensusStatus,
   ConsensusGroup,
 } from './types.js';

@@ -69,6 +69,18 @@ export type MembershipOutcome =
   | ({ kind: 'not_leader' } & LeaderHint)
   | { kind: 'rejected'; reason: string };
 
+/**
+ * The outcome of a leadership transfer. `transferred`: the named member leads (in `term`).
+ * `failed`: the transfer was started but did not complete within an election timeout (the target
+ * could not catch up or be reached), or another member won the election; this member may still
+ * lead, and retrying is safe.
+ */
+export type TransferOutcome =
+  | { kind: 'transferred'; leaderId: string; term: number }
+  | ({ kind: 'not_leader' } & LeaderHint)
+  | { kind: 'rejected'; reason: string }
+  | { kind: 'failed'; reason: string };
+
 export interface ConsensusStatus {
   engine: EngineName;
   memberId: string;
@@ -95,6 +107,8 @@ export interface ConsensusGroup<Result> {
   readBarrier(): Promise<ReadBarrierOutcome>;
   /** Adds, promotes or removes a member. */
   changeMembership(change: MembershipChange): Promise<MembershipOutcome>;
+  /** On the leader: hands leadership to the voter `memberId` (Raft thesis §3.10); resolves once it leads, or with why not. */
+  transferLeadership(memberId: string): Promise<TransferOutcome>;
   /** Writes a snapshot of the state machine now and compacts the log behind it. */
   snapshotNow(): Promise<void>;
   status(): ConsensusStatus;

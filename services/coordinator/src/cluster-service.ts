@@ -10,6 +10,7 @@ import type { ProposeOutcome } from '@concord/consensus';
 import type { ShardDirectory } from './directory.js';
 import type { MetaCommand, MetaResult } from './meta/commands.js';
 import { changeShardMembership } from './shard-membership.js';
+import { transferLeadership, type MetaLeadershipSource } from './leadership.js';
 import { META_GROUP_ID } from './meta/meta-group.js';
 import { changeMetaMembership, type MetaMembershipSource } from './meta/meta-membership.js';
 import { MetaStatusReporter, isMemberProbe, type MetaStatusSource } from './meta-status.js';
@@ -42,7 +43,7 @@ export interface ClusterServiceOptions {
   /** Proposes to the meta group (ChangeShardMembership records addresses with it). None with the config engine. */
   proposeMeta?: (command: MetaCommand) => Promise<ProposeOutcome<MetaResult>>;
   /** Changes the meta group's own membership (ChangeShardMembership with group_id "meta"). None with the config engine. */
-  metaMembership?: MetaMembershipSource;
+  metaMembership?: MetaMembershipSource & MetaLeadershipSource;
   /** Credentials of the channels to shard replicas and other coordinators (mutual TLS with --tls-*); default plaintext. */
   credentials?: ChannelCredentials;
 }
@@ -204,6 +205,18 @@ export function createClusterService(options: ClusterServiceOptions): { implemen
         call.getDeadline(),
       );
     }),
+    transferLeadership: unary(async (request, call) =>
+      transferLeadership(
+        {
+          directory,
+          knownLeader: options.knownLeader,
+          ...(options.metaMembership !== undefined ? { meta: options.metaMembership } : {}),
+          ...(options.credentials !== undefined ? { credentials: options.credentials } : {}),
+        },
+        request,
+        call.getDeadline(),
+      ),
+    ),
   };
   return {
     implementation,

@@ -56,7 +56,9 @@ export async function changeShardMembership(
     throw new ServiceError(grpcStatus.INVALID_ARGUMENT, `group_id: no shard group ${JSON.stringify(request.groupId)} on the ring (groups: ${known})`);
   }
   const deadline = Math.min(Date.now() + MEMBERSHIP_CHANGE_TIMEOUT_MS, deadlineMs(callDeadline));
-  const applied = await applyOnLeader(options, request, [...group.addresses], deadline);
+  const applied = await onGroupLeader<ShardChangeMembershipResponse>(options, request.groupId, [...group.addresses], deadline, 'the change', (client, callDeadline, done) =>
+    client.changeMembership({ kind: request.kind, memberId: request.memberId, address: request.address }, new Metadata(), { deadline: callDeadline }, done),
+  );
   const addresses = applied.members.map((member) => member.address);
   const outcome = await options.proposeMeta({ type: 'set_group_addresses', groupId: request.groupId, addresses });
   const recorded = `group ${request.groupId} applied the change (members now ${describeMembers(applied)})`;
@@ -84,21 +86,29 @@ export async function changeShardMembership(
   }
 }
 
-/** Calls Shard.ChangeMembership on the group's leader, following NOT_LEADER hints. */
-async function applyOnLeader(
-  options: ShardMembershipOptions,
-  request: ChangeShardMembershipRequest,
+/** One unary call of concord.v1.Shard on `client`, its callback `done`. */
+export type ShardCall<Response> = (client: ShardClient, deadline: Date, done: (error: GrpcServiceError | null, response: Response) => void) => unknown;
+
+/**
+ * Makes `call` on the group's leader, following NOT_LEADER hints from replica to replica; passes
+ * on the leader's own verdict. `what` names the request in the error when no leader answers.
+ */
+export async function onGroupLeader<Response>(
+  options: Pick<ShardMembershipOptions, 'knownLeader' | 'credentials'>,
+  groupId: string,
   addresses: string[],
   deadline: number,
-): Promise<ShardChangeMembershipResponse> {
+  what: string,
+  call: ShardCall<Response>,
+): Promise<Response> {
   const candidates: string[] = [];
-  const known = options.knownLeader(request.groupId);
+  const known = options.knownLeader(groupId);
   if (known !== undefined && known !== '') candidates.push(known);
   for (const address of addresses) if (!candidates.includes(address)) candidates.push(address);
   const failures: string[] = [];
   for (let attempt = 0; attempt < MAX_ATTEMPTS && candidates.length > 0 && Date.now() < deadline; attempt++) {
     const address = candidates.shift()!;
-    const result = await callShard(address, request, deadline, options.credentials);
+    const result = await callShard(address, deadline, call, options.credentials);
     if ('response' in result) return result.response;
     const { error } = result;
     const reason = error.metadata?.get(METADATA_REASON)[0];
@@ -121,31 +131,26 @@ async function applyOnLeader(
   }
   throw new ServiceError(
     grpcStatus.UNAVAILABLE,
-    `no leader of group ${request.groupId} answered the change; check concord status, then retry (${failures.join('; ')})`,
+    `no leader of group ${groupId} answered ${what}; check concord status, then retry (${failures.join('; ')})`,
   );
 }
 
-function callShard(
+function callShard<Response>(
   address: string,
-  request: ChangeShardMembershipRequest,
   deadline: number,
+  call: ShardCall<Response>,
   channelCredentials: ChannelCredentials = credentials.createInsecure(),
-): Promise<{ response: ShardChangeMembershipResponse } | { error: GrpcServiceError }> {
+): Promise<{ response: Response } | { error: GrpcServiceError }> {
   const client = new ShardClient(address, channelCredentials, CHANNEL_OPTIONS);
   return new Promise((resolve) => {
-    client.changeMembership(
-      { kind: request.kind, memberId: request.memberId, address: request.address },
-      new Metadata(),
-      { deadline: new Date(deadline) },
-      (error: GrpcServiceError | null, response) => {
-        client.close();
-        resolve(error === null ? { response } : { error });
-      },
-    );
+    call(client, new Date(deadline), (error, response) => {
+      client.close();
+      resolve(error === null ? { response } : { error });
+    });
   });
 }
 
-function deadlineMs(deadline: Date | number | undefined): number {
+export function deadlineMs(deadline: Date | number | undefined): number {
   if (deadline === undefined) return Number.POSITIVE_INFINITY;
   const ms = deadline instanceof Date ? deadline.getTime() : deadline;
   return Number.isFinite(ms) ? ms : Number.POSITIVE_INFINITY;

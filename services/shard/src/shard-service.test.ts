@@ -10,6 +10,7 @@ import type {
   ConsensusGroup,
   ConsensusStatus,
   MembershipOutcome,
+  TransferOutcome,
   ProposeOutcome,
   ReadBarrierOutcome,
 } from '@concord/consensus';
@@ -45,6 +46,10 @@ class ScriptedGroup implements ConsensusGroup<ShardCommandResult> {
   }
   changeMembership(): Promise<MembershipOutcome> {
     return Promise.resolve({ kind: 'rejected', reason: 'not scripted' });
+  }
+  transfer: TransferOutcome = { kind: 'rejected', reason: 'not scripted' };
+  transferLeadership(): Promise<TransferOutcome> {
+    return Promise.resolve(this.transfer);
   }
   snapshotNow(): Promise<void> {
     return Promise.resolve();
@@ -136,6 +141,22 @@ describe('ShardHandlers outcomes', () => {
     await assertServiceError(handlers.delete({ ringEpoch: 0, key }), status.UNAVAILABLE, /may or may not have been applied/, {
       'concord-reason': 'OUTCOME_UNKNOWN',
     });
+  });
+
+  it('answers a leadership transfer with the new leader, or says why not with the code a caller acts on', async () => {
+    const { group, handlers } = setup();
+    group.transfer = { kind: 'transferred', leaderId: 'g1-2', term: 7 };
+    assert.deepEqual(await handlers.transferLeadership({ memberId: 'g1-2' }), { leaderId: 'g1-2', term: 7 });
+    group.transfer = { kind: 'not_leader', leaderId: 'g1-0', leaderAddress: '10.0.0.1:7100' };
+    await assertServiceError(handlers.transferLeadership({ memberId: 'g1-2' }), status.UNAVAILABLE, /^NOT_LEADER: .* the leader is g1-0 at 10.0.0.1:7100$/, {
+      'concord-reason': 'NOT_LEADER',
+      'concord-leader': '10.0.0.1:7100',
+    });
+    group.transfer = { kind: 'rejected', reason: 'g1-9 is not a voter' };
+    await assertServiceError(handlers.transferLeadership({ memberId: 'g1-9' }), status.FAILED_PRECONDITION, /^group g1 refused to hand its leadership to g1-9: g1-9 is not a voter$/);
+    group.transfer = { kind: 'failed', reason: 'g1-2 did not take over within an election timeout (500 ms)' };
+    await assertServiceError(handlers.transferLeadership({ memberId: 'g1-2' }), status.UNAVAILABLE, /did not hand its leadership to g1-2: g1-2 did not take over .*; check concord status, then retry$/);
+    await assertServiceError(handlers.transferLeadership({ memberId: '' }), status.INVALID_ARGUMENT, /^member_id: must be 1 to 64/);
   });
 
   it('puts linearizable reads behind the read barrier and lets serializable reads skip it', async () => {

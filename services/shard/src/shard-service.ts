@@ -22,6 +22,8 @@ import {
   type ShardServer,
   type ShardStatusRequest,
   type ShardStatusResponse,
+  type ShardTransferLeadershipRequest,
+  type ShardTransferLeadershipResponse,
 } from '@concord/proto/shard';
 import { describeMembershipChange, sortMembers, type ConsensusGroup, type LeaderHint, type MembershipChange } from '@concord/consensus';
 import type { HashRing } from '@concord/ring';
@@ -259,6 +261,30 @@ export class ShardHandlers {
     }
   }
 
+  /** Shard.TransferLeadership: see the proto. */
+  async transferLeadership(request: ShardTransferLeadershipRequest): Promise<ShardTransferLeadershipResponse> {
+    if (!ID_PATTERN.test(request.memberId)) {
+      throw new ServiceError(grpcStatus.INVALID_ARGUMENT, `member_id: must be ${ID_DOC} (got ${JSON.stringify(request.memberId)})`);
+    }
+    const outcome = await this.requireGroup().transferLeadership(request.memberId);
+    switch (outcome.kind) {
+      case 'transferred':
+        return { leaderId: outcome.leaderId, term: outcome.term };
+      case 'not_leader':
+        throw this.notLeader(outcome);
+      case 'rejected':
+        throw new ServiceError(
+          grpcStatus.FAILED_PRECONDITION,
+          `group ${this.options.groupId} refused to hand its leadership to ${request.memberId}: ${outcome.reason}`,
+        );
+      case 'failed':
+        throw new ServiceError(
+          grpcStatus.UNAVAILABLE,
+          `group ${this.options.groupId} did not hand its leadership to ${request.memberId}: ${outcome.reason}; check concord status, then retry`,
+        );
+    }
+  }
+
   private enter(): void {
     if (this.draining) {
       throw new ServiceError(
@@ -380,6 +406,7 @@ export function createShardServer(handlers: ShardHandlers): ShardServer {
     scan: serverStream((request: ShardScanRequest, call) => handlers.scan(request, () => call.cancelled)),
     status: unary(async (_request: ShardStatusRequest) => handlers.status()),
     changeMembership: unary((request: ShardChangeMembershipRequest) => handlers.changeMembership(request)),
+    transferLeadership: unary((request: ShardTransferLeadershipRequest) => handlers.transferLeadership(request)),
   };
 }
 

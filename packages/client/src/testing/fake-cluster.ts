@@ -174,6 +174,9 @@ export class FakeReplica {
       changeMembership: (_call, callback) => {
         callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake cluster does not change membership' });
       },
+      transferLeadership: (_call, callback) => {
+        callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake cluster does not move leadership' });
+      },
     };
   }
 
@@ -306,6 +309,9 @@ export class FakeCluster {
     return {
       changeShardMembership: (_call, callback) => {
         callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake cluster does not change membership' });
+      },
+      transferLeadership: (_call, callback) => {
+        callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake cluster does not move leadership' });
       },
       getRing: (_call, callback) => {
         this.ringSource().then((ring) => callback(null, ring), (error: Error) => callback(error));

@@ -108,6 +108,9 @@ export class FakeCoordinator {
       changeShardMembership: (_call, callback) => {
         callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake coordinator does not change membership' });
       },
+      transferLeadership: (_call, callback) => {
+        callback({ code: grpc.status.UNIMPLEMENTED, details: 'the fake coordinator does not move leadership' });
+      },
       getRing: (_call, callback) => {
         const refusal = this.intercept('getRing');
         if (refusal === 'hold') return;

@@ -229,6 +229,43 @@ describe('RaftGroup over gRPC', () => {
     assert.deepEqual([...again.machine.values].sort(), [...current.machine.values].sort());
   });
 
+  it('hands leadership to a named voter, which then serves writes; refuses non-voters and answers not_leader on a follower', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    const before = await proposeOnLeader(cluster, 'before=1');
+    const leader = await cluster.leader();
+    const [target, other] = cluster.running().filter((member) => member.id !== leader.id) as [TestMember, TestMember];
+    const termBefore = leader.group.status().term;
+
+    assert.deepEqual(await other.group.transferLeadership(target.id), { kind: 'not_leader', leaderId: leader.id, leaderAddress: leader.address });
+    assert.equal((await leader.group.transferLeadership('nobody')).kind, 'rejected');
+    assert.deepEqual(await leader.group.transferLeadership(leader.id), { kind: 'transferred', leaderId: leader.id, term: termBefore });
+
+    const outcome = await leader.group.transferLeadership(target.id);
+    assert.equal(outcome.kind, 'transferred', JSON.stringify(outcome));
+    assert.ok(outcome.kind === 'transferred' && outcome.leaderId === target.id && outcome.term > termBefore, JSON.stringify(outcome));
+    assert.equal(target.group.status().role, 'leader');
+    assert.equal(leader.group.status().role, 'follower');
+    // The new leader has every acknowledged write and takes new ones; the old one points to it.
+    const after = await target.group.propose(command('after=2'));
+    assert.ok(after.kind === 'applied' && after.index > before.index, JSON.stringify(after));
+    assert.equal(target.machine.values.get('before'), '1');
+    assert.deepEqual(await leader.group.propose(command('x=3')), { kind: 'not_leader', leaderId: target.id, leaderAddress: target.address });
+  });
+
+  it('gives up a transfer to a voter that is down after an election timeout, and keeps leading', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    await proposeOnLeader(cluster, 'before=1');
+    const leader = await cluster.leader();
+    const down = cluster.running().find((member) => member.id !== leader.id)!;
+    await cluster.stop(down.id);
+    await proposeOnLeader(cluster, 'behind=1');
+    const outcome = await leader.group.transferLeadership(down.id);
+    assert.equal(outcome.kind, 'failed', JSON.stringify(outcome));
+    assert.ok(outcome.kind === 'failed' && /did not take over within an election timeout/.test(outcome.reason), outcome.kind === 'failed' ? outcome.reason : '');
+    assert.equal(leader.group.status().role, 'leader');
+    assert.equal((await leader.group.propose(command('after=1'))).kind, 'applied');
+  });
+
   it('adds a learner, promotes it, and removes a member', async () => {
     // Snapshots every few entries: the new member's first contact is a snapshot, whose membership
     // and addresses are all it knows about the group.

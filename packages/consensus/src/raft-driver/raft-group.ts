@@ -60,6 +60,7 @@ import type {
   ProposeOutcome,
   ReadBarrierOutcome,
   StateMachine,
+  TransferOutcome,
 } from '../types.js';
 import { decodeNormalEntry, encodeCommandEntry, encodeMemberAddressEntry } from './entry-envelope.js';
 import { snapshotMessage } from './message-codec.js';
@@ -174,11 +175,20 @@ type GroupEvent =
   | { kind: 'propose'; data: Uint8Array; waiter: Resolved<ProposeOutcome<unknown>>; span: Span }
   | { kind: 'read'; waiter: Resolved<ReadBarrierOutcome> }
   | { kind: 'membership'; change: MembershipChange; waiter: Resolved<MembershipOutcome> }
+  | { kind: 'transfer'; memberId: NodeId; waiter: Resolved<TransferOutcome> }
   | { kind: 'snapshot_received'; snapshot: ReceivedSnapshot; resolve(value: { term: number }): void; reject(error: unknown): void }
   | { kind: 'snapshot_sent'; to: NodeId; succeeded: boolean }
   | { kind: 'unreachable'; peer: NodeId }
   | { kind: 'snapshot_now'; resolve(): void; reject(error: unknown): void }
   | { kind: 'snapshot_saved'; meta: SnapshotMeta; waiters: { resolve(): void; reject(error: unknown): void }[] };
+
+/** A leadership transfer this member started as leader, answered once `to` leads or it failed. */
+interface PendingTransfer {
+  to: NodeId;
+  /** performance.now() after which it fails even if no leader emerged (three election timeouts). */
+  deadline: number;
+  resolve(outcome: TransferOutcome): void;
+}
 
 interface PendingProposal<Result> {
   term: number;
@@ -282,6 +292,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   /** Fires at the deadline of the oldest proposal still waiting (armProposalTimer). */
   private proposalTimer: NodeJS.Timeout | undefined;
   private readonly membershipChanges = new Map<number, PendingMembershipChange>();
+  private transfers: PendingTransfer[] = [];
   /**
    * Read barriers are batched like etcd's linearizableReadLoop: while a ReadIndex round is in
    * flight (requested, no ReadState yet), new callers wait here and join the next round, which
@@ -546,6 +557,20 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     return new Promise((resolve) => this.enqueue({ kind: 'membership', change, waiter: { resolve } }));
   }
 
+  /**
+   * Hands leadership to the voter `memberId` (thesis §3.10): the core brings it up to date, then
+   * tells it to campaign at once; proposals are refused meanwhile. Resolves `transferred` once
+   * this member sees `memberId` lead (at once when it asks for itself and leads), `failed` when
+   * the core gave up after an election timeout or another member was elected.
+   */
+  transferLeadership(memberId: string): Promise<TransferOutcome> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
+    if (this.state === 'stopped') return Promise.resolve({ kind: 'rejected', reason: 'group is stopped' });
+    this.requireStarted();
+    if (memberId === '') return Promise.resolve({ kind: 'rejected', reason: 'memberId: must not be empty' });
+    return new Promise((resolve) => this.enqueue({ kind: 'transfer', memberId, waiter: { resolve } }));
+  }
+
   snapshotNow(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.state === 'stopped') return Promise.reject(new Error('group is stopped'));
@@ -722,6 +747,22 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
         }
         return;
       }
+      case 'transfer': {
+        const status = core.status();
+        if (event.memberId === this.options.memberId && status.role === 'leader') {
+          event.waiter.resolve({ kind: 'transferred', leaderId: status.id, term: status.term });
+          return;
+        }
+        const result = core.transferLeadership(event.memberId);
+        if (result.kind === 'not_leader') event.waiter.resolve({ kind: 'not_leader', ...this.hintFor(result.leaderId) });
+        else if (result.kind === 'rejected') event.waiter.resolve({ kind: 'rejected', reason: result.reason });
+        else {
+          this.logger.info({ to: event.memberId, term: status.term }, 'leadership transfer started');
+          const deadline = performance.now() + 3 * this.config.electionTicks * this.tickMs;
+          this.transfers.push({ to: event.memberId, deadline, resolve: event.waiter.resolve });
+        }
+        return;
+      }
       case 'snapshot_sent':
         this.snapshotsInFlight.delete(event.to);
         core.reportSnapshot(event.to, event.succeeded);
@@ -831,6 +872,32 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       core.advance();
       this.observeStatus();
     }
+    this.settleTransfers();
+  }
+
+  /** Answers the transfers whose outcome the core's state now shows (see transferLeadership). */
+  private settleTransfers(): void {
+    if (this.transfers.length === 0) return;
+    const status = this.requireCore().status();
+    const now = performance.now();
+    const timeoutMs = this.config.electionTicks * this.tickMs;
+    this.transfers = this.transfers.filter((transfer) => {
+      if (status.leaderId === transfer.to) {
+        transfer.resolve({ kind: 'transferred', leaderId: transfer.to, term: status.term });
+      } else if (status.role === 'leader' && status.leadTransferee !== transfer.to) {
+        transfer.resolve({
+          kind: 'failed',
+          reason: `${transfer.to} did not take over within an election timeout (${timeoutMs} ms): it may be behind or unreachable; ${status.id} still leads`,
+        });
+      } else if (status.role !== 'leader' && status.leaderId !== '') {
+        transfer.resolve({ kind: 'failed', reason: `${status.leaderId} was elected instead of ${transfer.to}` });
+      } else if (now > transfer.deadline) {
+        transfer.resolve({ kind: 'failed', reason: `no leader was elected within ${3 * timeoutMs} ms of the transfer to ${transfer.to}` });
+      } else {
+        return true;
+      }
+      return false;
+    });
   }
 
   // ---------------------------------------------------------------- Ready parts
@@ -1363,6 +1430,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
         event.waiter.resolve({ kind: 'not_leader', ...this.leaderHint() });
         return;
       case 'membership':
+      case 'transfer':
         event.waiter.resolve({ kind: 'rejected', reason });
         return;
       case 'snapshot_received':
@@ -1397,6 +1465,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       pending.resolve({ kind: 'rejected', reason: `${reason} before the change at index ${index} was applied; check status()` });
     }
     this.membershipChanges.clear();
+    for (const transfer of this.transfers.splice(0)) transfer.resolve({ kind: 'failed', reason: `${reason} before ${transfer.to} took over` });
     for (const key of [...this.reads.keys()]) this.settleRead(key, { kind: 'not_leader', ...this.leaderHint() });
     for (const waiter of this.waitingReads.splice(0)) this.settleWaiter(waiter, { kind: 'not_leader', ...this.leaderHint() });
     for (const waiter of this.unsettledReads) this.settleWaiter(waiter, { kind: 'not_leader', ...this.leaderHint() });

@@ -449,6 +449,7 @@ export class RaftCore {
       const progress: NonNullable<RaftStatus['progress']> = {};
       for (const [id, pr] of this.progress) progress[id] = { match: pr.match, next: pr.next, state: pr.state };
       status.progress = progress;
+      status.leadTransferee = this.leadTransferee;
     }
     return status;
   }

@@ -166,6 +166,8 @@ export interface RaftStatus {
   lastIndex: number;
   firstIndex: number;
   membership: Membership;
+  /** Leader only: the member leadership is being transferred to, '' when none. */
+  leadTransferee?: NodeId | '';
   /** Leader only: what each follower is known to match and the next index to send. */
   progress?: Record<NodeId, { match: number; next: number; state: 'probe' | 'replicate' | 'snapshot' }>;
 }

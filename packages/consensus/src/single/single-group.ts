@@ -10,6 +10,7 @@ import type {
   ConsensusGroup,
   ConsensusStatus,
   MembershipOutcome,
+  TransferOutcome,
   ProposeOutcome,
   ReadBarrierOutcome,
   StateMachine,
@@ -156,6 +157,10 @@ export class SingleGroup<Result> implements ConsensusGroup<Result> {
 
   changeMembership(): Promise<MembershipOutcome> {
     return Promise.resolve({ kind: 'rejected', reason: 'the single engine has exactly one member; use raft to change membership' });
+  }
+
+  transferLeadership(): Promise<TransferOutcome> {
+    return Promise.resolve({ kind: 'rejected', reason: 'the single engine has exactly one member, which always leads; use raft to move leadership' });
   }
 
   /**

@@ -17,6 +17,7 @@ import {
   type ConsensusStatus,
   type MembershipChange,
   type MembershipOutcome,
+  type TransferOutcome,
   type ProposeOutcome,
   type ReadBarrierOutcome,
 } from '@concord/consensus';
@@ -150,6 +151,12 @@ export class MetaGroup {
   changeMembership(change: MembershipChange): Promise<MembershipOutcome> {
     if (!this.running) return Promise.resolve({ kind: 'rejected', reason: 'this coordinator\'s meta member is not running' });
     return this.group.changeMembership(change);
+  }
+
+  /** Hands the meta group's leadership to the voter `memberId` (leader only; see leadership.ts). */
+  transferLeadership(memberId: string): Promise<TransferOutcome> {
+    if (!this.running) return Promise.resolve({ kind: 'rejected', reason: 'this coordinator\'s meta member is not running' });
+    return this.group.transferLeadership(memberId);
   }
 
   private async seedOrCheck(): Promise<void> {

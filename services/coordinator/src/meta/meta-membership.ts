@@ -14,7 +14,7 @@
 
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { METADATA_LEADER, METADATA_REASON, REASON_NOT_LEADER } from '@concord/client';
-import { describeMembershipChange, sortMembers, type ConsensusStatus, type MemberInfo, type MembershipChange, type MembershipOutcome } from '@concord/consensus';
+import { describeMembershipChange, sortMembers, type ConsensusStatus, type LeaderHint, type MemberInfo, type MembershipChange, type MembershipOutcome } from '@concord/consensus';
 import type { ChangeShardMembershipRequest, ChangeShardMembershipResponse } from '@concord/proto/cluster';
 import { MembershipChangeKind } from '@concord/proto/shard';
 import { ID_DOC, ID_PATTERN, ServiceError } from '@concord/runtime';
@@ -82,17 +82,21 @@ export async function changeMetaMembership(
   switch (outcome.kind) {
     case 'applied':
       return { members: sortedMembers(outcome.members) };
-    case 'not_leader': {
-      const leader = outcome.leaderAddress ?? '';
-      throw new ServiceError(
-        grpcStatus.UNAVAILABLE,
-        `this coordinator does not lead the meta group${outcome.leaderId !== undefined && outcome.leaderId !== '' ? ` (the leader is ${outcome.leaderId})` : ''}; nothing was done, retry`,
-        leader === '' ? { [METADATA_REASON]: REASON_NOT_LEADER } : { [METADATA_REASON]: REASON_NOT_LEADER, [METADATA_LEADER]: leader },
-      );
-    }
+    case 'not_leader':
+      throw metaNotLeader(outcome);
     case 'rejected':
       throw new ServiceError(grpcStatus.FAILED_PRECONDITION, `the meta group refused to ${describeMembershipChange(change)}: ${outcome.reason}; ${adviceFor(change)}`);
   }
+}
+
+/** UNAVAILABLE with `concord-reason: NOT_LEADER` (and `concord-leader` when known): a meta-group request reached a coordinator that does not lead it. */
+export function metaNotLeader(hint: LeaderHint): ServiceError {
+  const leader = hint.leaderAddress ?? '';
+  return new ServiceError(
+    grpcStatus.UNAVAILABLE,
+    `this coordinator does not lead the meta group${hint.leaderId !== undefined && hint.leaderId !== '' ? ` (the leader is ${hint.leaderId})` : ''}; nothing was done, retry`,
+    leader === '' ? { [METADATA_REASON]: REASON_NOT_LEADER } : { [METADATA_REASON]: REASON_NOT_LEADER, [METADATA_LEADER]: leader },
+  );
 }
 
 /**

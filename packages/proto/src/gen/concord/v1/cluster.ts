@@ -173,6 +173,20 @@ export interface ChangeShardMembershipRequest {
   address: string;
 }
 
+export interface TransferLeadershipRequest {
+  /** A shard group id, or "meta". */
+  groupId: string;
+  /** The voter of that group to lead it. */
+  memberId: string;
+}
+
+export interface TransferLeadershipResponse {
+  /** The member that leads now: the one asked for. */
+  leaderId: string;
+  /** The term it leads in. */
+  term: number;
+}
+
 export interface ChangeShardMembershipResponse {
   /** The group's members once the change applied, voters first. */
   members: GroupMember[];
@@ -1090,6 +1104,188 @@ export const ChangeShardMembershipRequest: MessageFns<ChangeShardMembershipReque
   },
 };
 
+function createBaseTransferLeadershipRequest(): TransferLeadershipRequest {
+  return { groupId: "", memberId: "" };
+}
+
+export const TransferLeadershipRequest: MessageFns<TransferLeadershipRequest> = {
+  encode(message: TransferLeadershipRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.groupId !== "") {
+      writer.uint32(10).string(message.groupId);
+    }
+    if (message.memberId !== "") {
+      writer.uint32(18).string(message.memberId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLeadershipRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLeadershipRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.groupId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.memberId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferLeadershipRequest {
+    return {
+      groupId: isSet(object.groupId)
+        ? globalThis.String(object.groupId)
+        : isSet(object.group_id)
+        ? globalThis.String(object.group_id)
+        : "",
+      memberId: isSet(object.memberId)
+        ? globalThis.String(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.String(object.member_id)
+        : "",
+    };
+  },
+
+  toJSON(message: TransferLeadershipRequest): unknown {
+    const obj: any = {};
+    if (message.groupId !== "") {
+      obj.groupId = message.groupId;
+    }
+    if (message.memberId !== "") {
+      obj.memberId = message.memberId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferLeadershipRequest>, I>>(base?: I): TransferLeadershipRequest {
+    return TransferLeadershipRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferLeadershipRequest>, I>>(object: I): TransferLeadershipRequest {
+    const message = createBaseTransferLeadershipRequest();
+    message.groupId = object.groupId ?? "";
+    message.memberId = object.memberId ?? "";
+    return message;
+  },
+};
+
+function createBaseTransferLeadershipResponse(): TransferLeadershipResponse {
+  return { leaderId: "", term: 0 };
+}
+
+export const TransferLeadershipResponse: MessageFns<TransferLeadershipResponse> = {
+  encode(message: TransferLeadershipResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leaderId !== "") {
+      writer.uint32(10).string(message.leaderId);
+    }
+    if (message.term !== 0) {
+      writer.uint32(16).uint64(message.term);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TransferLeadershipResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTransferLeadershipResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.leaderId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.term = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TransferLeadershipResponse {
+    return {
+      leaderId: isSet(object.leaderId)
+        ? globalThis.String(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.String(object.leader_id)
+        : "",
+      term: isSet(object.term) ? globalThis.Number(object.term) : 0,
+    };
+  },
+
+  toJSON(message: TransferLeadershipResponse): unknown {
+    const obj: any = {};
+    if (message.leaderId !== "") {
+      obj.leaderId = message.leaderId;
+    }
+    if (message.term !== 0) {
+      obj.term = Math.round(message.term);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TransferLeadershipResponse>, I>>(base?: I): TransferLeadershipResponse {
+    return TransferLeadershipResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TransferLeadershipResponse>, I>>(object: I): TransferLeadershipResponse {
+    const message = createBaseTransferLeadershipResponse();
+    message.leaderId = object.leaderId ?? "";
+    message.term = object.term ?? 0;
+    return message;
+  },
+};
+
 function createBaseChangeShardMembershipResponse(): ChangeShardMembershipResponse {
   return { members: [] };
 }
@@ -1210,6 +1406,23 @@ export const ClusterService = {
       Buffer.from(ChangeShardMembershipResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ChangeShardMembershipResponse => ChangeShardMembershipResponse.decode(value),
   },
+  /**
+   * Hands the leadership of a shard group, or with group_id "meta" of the coordinators' meta group,
+   * to one of its voters (`concord member move-leader`), e.g. before taking the leader's machine
+   * down. Answers once that member leads. Codes as Shard.TransferLeadership; INVALID_ARGUMENT also
+   * for a group that is not on the ring.
+   */
+  transferLeadership: {
+    path: "/concord.v1.Cluster/TransferLeadership" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: TransferLeadershipRequest): Buffer =>
+      Buffer.from(TransferLeadershipRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): TransferLeadershipRequest => TransferLeadershipRequest.decode(value),
+    responseSerialize: (value: TransferLeadershipResponse): Buffer =>
+      Buffer.from(TransferLeadershipResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): TransferLeadershipResponse => TransferLeadershipResponse.decode(value),
+  },
 } as const;
 
 export interface ClusterServer extends UntypedServiceImplementation {
@@ -1233,6 +1446,13 @@ export interface ClusterServer extends UntypedServiceImplementation {
    * also when the step did not apply before the deadline (no majority of the meta group runs).
    */
   changeShardMembership: handleUnaryCall<ChangeShardMembershipRequest, ChangeShardMembershipResponse>;
+  /**
+   * Hands the leadership of a shard group, or with group_id "meta" of the coordinators' meta group,
+   * to one of its voters (`concord member move-leader`), e.g. before taking the leader's machine
+   * down. Answers once that member leads. Codes as Shard.TransferLeadership; INVALID_ARGUMENT also
+   * for a group that is not on the ring.
+   */
+  transferLeadership: handleUnaryCall<TransferLeadershipRequest, TransferLeadershipResponse>;
 }
 
 export interface ClusterClient extends Client {
@@ -1297,6 +1517,27 @@ export interface ClusterClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ChangeShardMembershipResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Hands the leadership of a shard group, or with group_id "meta" of the coordinators' meta group,
+   * to one of its voters (`concord member move-leader`), e.g. before taking the leader's machine
+   * down. Answers once that member leads. Codes as Shard.TransferLeadership; INVALID_ARGUMENT also
+   * for a group that is not on the ring.
+   */
+  transferLeadership(
+    request: TransferLeadershipRequest,
+    callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
+  ): ClientUnaryCall;
+  transferLeadership(
+    request: TransferLeadershipRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
+  ): ClientUnaryCall;
+  transferLeadership(
+    request: TransferLeadershipRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: TransferLeadershipResponse) => void,
   ): ClientUnaryCall;
 }
 

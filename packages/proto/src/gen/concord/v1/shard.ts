@@ -160,6 +160,18 @@ export interface GroupMember {
   voter: boolean;
 }
 
+export interface ShardTransferLeadershipRequest {
+  /** The voter to lead the group, e.g. "g1-2". */
+  memberId: string;
+}
+
+export interface ShardTransferLeadershipResponse {
+  /** The member that leads now: the one asked for. */
+  leaderId: string;
+  /** The term it leads in. */
+  term: number;
+}
+
 export interface ShardChangeMembershipResponse {
   /** The group's members once the change applied, voters first. */
   members: GroupMember[];
@@ -1537,6 +1549,172 @@ export const GroupMember: MessageFns<GroupMember> = {
   },
 };
 
+function createBaseShardTransferLeadershipRequest(): ShardTransferLeadershipRequest {
+  return { memberId: "" };
+}
+
+export const ShardTransferLeadershipRequest: MessageFns<ShardTransferLeadershipRequest> = {
+  encode(message: ShardTransferLeadershipRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.memberId !== "") {
+      writer.uint32(10).string(message.memberId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardTransferLeadershipRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardTransferLeadershipRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.memberId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardTransferLeadershipRequest {
+    return {
+      memberId: isSet(object.memberId)
+        ? globalThis.String(object.memberId)
+        : isSet(object.member_id)
+        ? globalThis.String(object.member_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ShardTransferLeadershipRequest): unknown {
+    const obj: any = {};
+    if (message.memberId !== "") {
+      obj.memberId = message.memberId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardTransferLeadershipRequest>, I>>(base?: I): ShardTransferLeadershipRequest {
+    return ShardTransferLeadershipRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardTransferLeadershipRequest>, I>>(
+    object: I,
+  ): ShardTransferLeadershipRequest {
+    const message = createBaseShardTransferLeadershipRequest();
+    message.memberId = object.memberId ?? "";
+    return message;
+  },
+};
+
+function createBaseShardTransferLeadershipResponse(): ShardTransferLeadershipResponse {
+  return { leaderId: "", term: 0 };
+}
+
+export const ShardTransferLeadershipResponse: MessageFns<ShardTransferLeadershipResponse> = {
+  encode(message: ShardTransferLeadershipResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.leaderId !== "") {
+      writer.uint32(10).string(message.leaderId);
+    }
+    if (message.term !== 0) {
+      writer.uint32(16).uint64(message.term);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ShardTransferLeadershipResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseShardTransferLeadershipResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.leaderId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.term = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ShardTransferLeadershipResponse {
+    return {
+      leaderId: isSet(object.leaderId)
+        ? globalThis.String(object.leaderId)
+        : isSet(object.leader_id)
+        ? globalThis.String(object.leader_id)
+        : "",
+      term: isSet(object.term) ? globalThis.Number(object.term) : 0,
+    };
+  },
+
+  toJSON(message: ShardTransferLeadershipResponse): unknown {
+    const obj: any = {};
+    if (message.leaderId !== "") {
+      obj.leaderId = message.leaderId;
+    }
+    if (message.term !== 0) {
+      obj.term = Math.round(message.term);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ShardTransferLeadershipResponse>, I>>(base?: I): ShardTransferLeadershipResponse {
+    return ShardTransferLeadershipResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ShardTransferLeadershipResponse>, I>>(
+    object: I,
+  ): ShardTransferLeadershipResponse {
+    const message = createBaseShardTransferLeadershipResponse();
+    message.leaderId = object.leaderId ?? "";
+    message.term = object.term ?? 0;
+    return message;
+  },
+};
+
 function createBaseShardChangeMembershipResponse(): ShardChangeMembershipResponse {
   return { members: [], index: 0 };
 }
@@ -2096,6 +2274,28 @@ export const ShardService = {
       Buffer.from(ShardChangeMembershipResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ShardChangeMembershipResponse => ShardChangeMembershipResponse.decode(value),
   },
+  /**
+   * Hands the group's leadership to one of its voters (Raft leadership transfer: the leader brings
+   * it up to date, then has it campaign at once; writes are refused meanwhile, for at most an
+   * election timeout). Served by the leader, which answers once the member leads; asking for the
+   * member that already leads succeeds at once. INVALID_ARGUMENT: malformed member_id.
+   * FAILED_PRECONDITION: the member is not a voter of the group, or the engine has one member.
+   * UNAVAILABLE with `concord-reason: NOT_LEADER` when this replica does not lead; UNAVAILABLE
+   * without it when the member did not take over within an election timeout (it may be behind or
+   * unreachable; the group keeps its leader) or another member was elected: retrying is safe.
+   */
+  transferLeadership: {
+    path: "/concord.v1.Shard/TransferLeadership" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ShardTransferLeadershipRequest): Buffer =>
+      Buffer.from(ShardTransferLeadershipRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ShardTransferLeadershipRequest => ShardTransferLeadershipRequest.decode(value),
+    responseSerialize: (value: ShardTransferLeadershipResponse): Buffer =>
+      Buffer.from(ShardTransferLeadershipResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ShardTransferLeadershipResponse =>
+      ShardTransferLeadershipResponse.decode(value),
+  },
 } as const;
 
 export interface ShardServer extends UntypedServiceImplementation {
@@ -2115,6 +2315,17 @@ export interface ShardServer extends UntypedServiceImplementation {
    * retry). UNAVAILABLE with `concord-reason: NOT_LEADER` when this replica does not lead.
    */
   changeMembership: handleUnaryCall<ShardChangeMembershipRequest, ShardChangeMembershipResponse>;
+  /**
+   * Hands the group's leadership to one of its voters (Raft leadership transfer: the leader brings
+   * it up to date, then has it campaign at once; writes are refused meanwhile, for at most an
+   * election timeout). Served by the leader, which answers once the member leads; asking for the
+   * member that already leads succeeds at once. INVALID_ARGUMENT: malformed member_id.
+   * FAILED_PRECONDITION: the member is not a voter of the group, or the engine has one member.
+   * UNAVAILABLE with `concord-reason: NOT_LEADER` when this replica does not lead; UNAVAILABLE
+   * without it when the member did not take over within an election timeout (it may be behind or
+   * unreachable; the group keeps its leader) or another member was elected: retrying is safe.
+   */
+  transferLeadership: handleUnaryCall<ShardTransferLeadershipRequest, ShardTransferLeadershipResponse>;
 }
 
 export interface ShardClient extends Client {
@@ -2208,6 +2419,31 @@ export interface ShardClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ShardChangeMembershipResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Hands the group's leadership to one of its voters (Raft leadership transfer: the leader brings
+   * it up to date, then has it campaign at once; writes are refused meanwhile, for at most an
+   * election timeout). Served by the leader, which answers once the member leads; asking for the
+   * member that already leads succeeds at once. INVALID_ARGUMENT: malformed member_id.
+   * FAILED_PRECONDITION: the member is not a voter of the group, or the engine has one member.
+   * UNAVAILABLE with `concord-reason: NOT_LEADER` when this replica does not lead; UNAVAILABLE
+   * without it when the member did not take over within an election timeout (it may be behind or
+   * unreachable; the group keeps its leader) or another member was elected: retrying is safe.
+   */
+  transferLeadership(
+    request: ShardTransferLeadershipRequest,
+    callback: (error: ServiceError | null, response: ShardTransferLeadershipResponse) => void,
+  ): ClientUnaryCall;
+  transferLeadership(
+    request: ShardTransferLeadershipRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ShardTransferLeadershipResponse) => void,
+  ): ClientUnaryCall;
+  transferLeadership(
+    request: ShardTransferLeadershipRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ShardTransferLeadershipResponse) => void,
   ): ClientUnaryCall;
 }
 
