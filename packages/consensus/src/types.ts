@@ -109,6 +109,12 @@ export interface ConsensusGroup<Result> {
   changeMembership(change: MembershipChange): Promise<MembershipOutcome>;
   /** On the leader: hands leadership to the voter `memberId` (Raft thesis §3.10); resolves once it leads, or with why not. */
   transferLeadership(memberId: string): Promise<TransferOutcome>;
+  /**
+   * Before a graceful stop: a leader with other voters hands leadership to the one whose log is
+   * furthest along, so the group need not wait out an election timeout. Undefined when there is
+   * nothing to hand over (not the leader, no other voter, or an engine without leaders).
+   */
+  handOffLeadership(): Promise<TransferOutcome | undefined>;
   /** Writes a snapshot of the state machine now and compacts the log behind it. */
   snapshotNow(): Promise<void>;
   status(): ConsensusStatus;

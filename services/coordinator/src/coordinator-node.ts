@@ -215,6 +215,9 @@ async function startRaftCoordinator(options: CoordinatorOptions, logger: Logger)
       // or the server's graceful shutdown would wait them out. Then the server, so calls in flight
       // still reach shards and the leader; the meta group last.
       stopping ??= (async () => {
+        // A meta leader hands over first, while it still hears its peers, so the coordinators
+        // need not wait out an election timeout before the meta group serves again.
+        await meta.handOffLeadership();
         peerService.close();
         await server.shutdown();
         closeAll();

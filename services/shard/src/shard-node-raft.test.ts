@@ -158,7 +158,7 @@ describe('a raft group of three shard nodes', () => {
     assert.equal((await followers[0]!.shard.get({ key })).found, false);
   });
 
-  it('elects a new leader when the leader stops; the old leader rejoins and catches up by snapshot', async () => {
+  it('a leader that stops hands its leadership to a follower first; the old leader rejoins and catches up by snapshot', async () => {
     const { member: oldLeader, status: oldStatus } = await leader();
     const before = keyOwnedBy('g1', 'before-failover/');
     const written = await oldLeader.shard.put({ key: before, value: Buffer.from('kept') });
@@ -179,6 +179,11 @@ describe('a raft group of three shard nodes', () => {
       const neverArrived = error.code === status.UNAVAILABLE && error.metadata?.get('concord-reason').length === 0;
       assert.ok(refusedBeforeProposing || neverArrived, `${inFlightKeys[i]}: ${String(outcome.reason)}`);
     }
+    // A graceful stop hands the leadership over first: when stop() returned, a follower led already.
+    const handedOver = oldLeader.logLines.find((line) => line.includes('"msg":"leadership handed over before stopping"'));
+    assert.ok(handedOver !== undefined, `${oldLeader.id} should have handed its leadership over; its log:\n${oldLeader.logLines.join('')}`);
+    const successor = member((JSON.parse(handedOver) as { to: string }).to);
+    assert.equal((await successor.shard.status()).role, 'LEADER', `${successor.id} leads once ${oldLeader.id} stopped`);
 
     const { member: newLeader, status: newStatus } = await leader();
     assert.notEqual(newLeader.id, oldLeader.id);

@@ -114,13 +114,16 @@ async function startServing(options: ShardOptions, logger: Logger, metricsServer
     metricsAddress: metricsServer?.address,
     stop() {
       // First the calls in progress, while the peers are still heard: a leader's proposals need
-      // their acknowledgements to commit. Then the peer service, whose message streams never end
+      // their acknowledgements to commit. Then a leader hands its leadership over. Then the peer service, whose message streams never end
       // on their own (the server's graceful shutdown would wait them out); then the server, so no
       // call is left waiting on a group that has stopped; the group last.
       stopping ??= (async () => {
         try {
           server.setServing(SHARD_SERVICE_NAME, false);
           await handlers.drain(SHUTDOWN_DRAIN_MS);
+          // A leader hands over to its most up-to-date follower (bounded by an election timeout),
+          // so its group elects no one the slow way; calls keep being refused meanwhile.
+          await group.handOffLeadership();
           peerService?.close();
           await server.shutdown();
           await group.stop();

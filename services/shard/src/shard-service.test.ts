@@ -48,6 +48,9 @@ class ScriptedGroup implements ConsensusGroup<ShardCommandResult> {
     return Promise.resolve({ kind: 'rejected', reason: 'not scripted' });
   }
   transfer: TransferOutcome = { kind: 'rejected', reason: 'not scripted' };
+  handOffLeadership(): Promise<TransferOutcome | undefined> {
+    return Promise.resolve(undefined);
+  }
   transferLeadership(): Promise<TransferOutcome> {
     return Promise.resolve(this.transfer);
   }

@@ -293,6 +293,8 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private proposalTimer: NodeJS.Timeout | undefined;
   private readonly membershipChanges = new Map<number, PendingMembershipChange>();
   private transfers: PendingTransfer[] = [];
+  /** When each peer's last message arrived (performance.now()): who can take over at a stop. */
+  private readonly lastHeard = new Map<NodeId, number>();
   /**
    * Read barriers are batched like etcd's linearizableReadLoop: while a ReadIndex round is in
    * flight (requested, no ReadState yet), new callers wait here and join the next round, which
@@ -571,6 +573,25 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     return new Promise((resolve) => this.enqueue({ kind: 'transfer', memberId, waiter: { resolve } }));
   }
 
+  /** See ConsensusGroup.handOffLeadership: of the voters heard from lately, the one with the highest match index takes over. */
+  async handOffLeadership(): Promise<TransferOutcome | undefined> {
+    if (this.state !== 'running' || this.failure !== undefined) return undefined;
+    const status = this.requireCore().status();
+    if (status.role !== 'leader' || status.progress === undefined) return undefined;
+    // Only voters heard from within an election timeout: one that is down or cut off cannot win.
+    const heardSince = performance.now() - this.config.electionTicks * this.tickMs;
+    const candidates = status.membership.voters.filter((id) => id !== status.id && (this.lastHeard.get(id) ?? -Infinity) >= heardSince);
+    let target: NodeId | undefined;
+    for (const id of candidates) {
+      if (target === undefined || (status.progress[id]?.match ?? 0) > (status.progress[target]?.match ?? 0)) target = id;
+    }
+    if (target === undefined) return undefined;
+    const outcome = await this.transferLeadership(target);
+    if (outcome.kind === 'transferred') this.logger.info({ to: target, term: outcome.term }, 'leadership handed over before stopping');
+    else this.logger.warn({ to: target, outcome: outcome.kind, reason: 'reason' in outcome ? outcome.reason : undefined }, 'leadership not handed over before stopping');
+    return outcome;
+  }
+
   snapshotNow(): Promise<void> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.state === 'stopped') return Promise.reject(new Error('group is stopped'));
@@ -686,6 +707,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     switch (event.kind) {
       case 'message':
         this.queuedMessages--;
+        this.lastHeard.set(event.message.from, performance.now());
         if (event.message.type === 'vote_response' || event.message.type === 'pre_vote_response') this.noteVote(event.message);
         if (event.senderAddress !== undefined && !this.addresses.has(event.message.from)) {
           // Only fills a gap (a member that joined learns where its leader listens); an address

@@ -159,6 +159,10 @@ export class SingleGroup<Result> implements ConsensusGroup<Result> {
     return Promise.resolve({ kind: 'rejected', reason: 'the single engine has exactly one member; use raft to change membership' });
   }
 
+  handOffLeadership(): Promise<TransferOutcome | undefined> {
+    return Promise.resolve(undefined);
+  }
+
   transferLeadership(): Promise<TransferOutcome> {
     return Promise.resolve({ kind: 'rejected', reason: 'the single engine has exactly one member, which always leads; use raft to move leadership' });
   }

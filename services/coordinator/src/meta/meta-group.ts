@@ -109,6 +109,11 @@ export class MetaGroup {
     void this.seedOrCheck();
   }
 
+  /** Before a graceful stop: a meta leader hands over to its most up-to-date follower (see ConsensusGroup.handOffLeadership). */
+  async handOffLeadership(): Promise<void> {
+    if (this.running) await this.group.handOffLeadership();
+  }
+
   async stop(): Promise<void> {
     this.running = false;
     clearInterval(this.seedTimer);
