@@ -365,7 +365,9 @@ function createFrontServer(tls: TlsMaterial | undefined, http2Server: Http2Serve
     return net.createServer({ noDelay: true }, (socket) => startSession(socket, handOff));
   }
   const handOff = (socket: Socket): void => void http2Server.emit('secureConnection', socket);
-  const server = tlsModule.createServer({ ...serverTlsOptions(tls), ALPNProtocols: ['h2'] }, (socket) => {
+  // noDelay as for plaintext: with Nagle's algorithm a small answer could wait for the client's
+  // delayed acknowledgement (up to 40 ms on Linux) of the answer before it.
+  const server = tlsModule.createServer({ ...serverTlsOptions(tls), ALPNProtocols: ['h2'], noDelay: true }, (socket) => {
     // A connection that breaks is the client's problem, not the server's.
     socket.on('error', () => undefined);
     // Without "h2" agreed (a client that offered no ALPN), node:http2 decides what to do with it.
