@@ -10,7 +10,7 @@ import type { TransferLeadershipRequest, TransferLeadershipResponse } from '@con
 import type { ShardTransferLeadershipResponse } from '@concord/proto/shard';
 import { ID_DOC, ID_PATTERN, ServiceError } from '@concord/runtime';
 import { META_GROUP_ID } from './meta/meta-group.js';
-import { metaNotLeader } from './meta/meta-membership.js';
+import { metaNotLeader, withDeadline } from './meta/meta-membership.js';
 import { deadlineMs, onGroupLeader, type ShardMembershipOptions } from './shard-membership.js';
 
 /**
@@ -40,7 +40,14 @@ export async function transferLeadership(
         'group_id: this coordinator runs --engine config, alone, without a meta group whose leadership could move; use --engine raft',
       );
     }
-    return metaOutcome(request.memberId, await options.meta.transferLeadership(request.memberId));
+    const outcome = await withDeadline(options.meta.transferLeadership(request.memberId), deadline);
+    if (outcome === undefined) {
+      throw new ServiceError(
+        grpcStatus.UNAVAILABLE,
+        `the meta group did not hand its leadership to ${request.memberId} before the deadline; check concord status, then retry`,
+      );
+    }
+    return metaOutcome(request.memberId, outcome);
   }
   const state = options.directory.current();
   if (state === undefined) throw new ServiceError(grpcStatus.UNAVAILABLE, 'the meta group holds no ring yet; retry');

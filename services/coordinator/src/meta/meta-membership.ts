@@ -153,7 +153,7 @@ function deadlineMs(deadline: Date | number | undefined): number {
 }
 
 /** The promise's value, or undefined once `deadline` (epoch ms) passes first. */
-async function withDeadline<T>(work: Promise<T>, deadline: number): Promise<T | undefined> {
+export async function withDeadline<T>(work: Promise<T>, deadline: number): Promise<T | undefined> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<undefined>((resolve) => {
     timer = setTimeout(() => resolve(undefined), Math.max(0, deadline - Date.now()));
