@@ -588,7 +588,9 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     if (target === undefined) return undefined;
     const outcome = await this.transferLeadership(target);
     if (outcome.kind === 'transferred') this.logger.info({ to: target, term: outcome.term }, 'leadership handed over before stopping');
-    else this.logger.warn({ to: target, outcome: outcome.kind, reason: 'reason' in outcome ? outcome.reason : undefined }, 'leadership not handed over before stopping');
+    // Not a warning: when the whole group stops at once (Ctrl-C of `npm start`) no follower stays
+    // to take over, and the group elects a leader the usual way when it comes back.
+    else this.logger.info({ to: target, outcome: outcome.kind, reason: 'reason' in outcome ? outcome.reason : undefined }, 'leadership not handed over before stopping');
     return outcome;
   }
 
