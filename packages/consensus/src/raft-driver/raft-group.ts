@@ -586,7 +586,14 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       if (target === undefined || (status.progress[id]?.match ?? 0) > (status.progress[target]?.match ?? 0)) target = id;
     }
     if (target === undefined) return undefined;
-    const outcome = await this.transferLeadership(target);
+    // The driver answers within three election timeouts once Readies flow; a stop must not hang
+    // on it even if none came, so the wait is bounded by the clock as well.
+    const boundMs = 4 * this.config.electionTicks * this.tickMs;
+    let timer: NodeJS.Timeout | undefined;
+    const bounded = new Promise<TransferOutcome>((resolve) => {
+      timer = setTimeout(() => resolve({ kind: 'failed', reason: `no answer within ${boundMs} ms` }), boundMs);
+    });
+    const outcome = await Promise.race([this.transferLeadership(target), bounded]).finally(() => clearTimeout(timer));
     if (outcome.kind === 'transferred') this.logger.info({ to: target, term: outcome.term }, 'leadership handed over before stopping');
     // Not a warning: when the whole group stops at once (Ctrl-C of `npm start`) no follower stays
     // to take over, and the group elects a leader the usual way when it comes back.
