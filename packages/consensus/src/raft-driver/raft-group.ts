@@ -586,9 +586,10 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       if (target === undefined || (status.progress[id]?.match ?? 0) > (status.progress[target]?.match ?? 0)) target = id;
     }
     if (target === undefined) return undefined;
-    // The driver answers within three election timeouts once Readies flow; a stop must not hang
-    // on it even if none came, so the wait is bounded by the clock as well.
-    const boundMs = 4 * this.config.electionTicks * this.tickMs;
+    // An up-to-date follower takes over within a few heartbeats. One that has not after two
+    // election timeouts is most likely stopping too (the whole group is shut down at once): the
+    // member stops anyway rather than wait for the driver's own answer (up to three).
+    const boundMs = 2 * this.config.electionTicks * this.tickMs;
     let timer: NodeJS.Timeout | undefined;
     const bounded = new Promise<TransferOutcome>((resolve) => {
       timer = setTimeout(() => resolve({ kind: 'failed', reason: `no answer within ${boundMs} ms` }), boundMs);
