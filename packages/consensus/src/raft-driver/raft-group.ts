@@ -65,7 +65,7 @@ import type {
 import { decodeNormalEntry, encodeCommandEntry, encodeMemberAddressEntry } from './entry-envelope.js';
 import { snapshotMessage } from './message-codec.js';
 import { RaftStorage } from './raft-storage.js';
-import { RaftMemberMetrics, type ProposalOutcomeLabel } from './raft-metrics.js';
+import { RaftMemberMetrics, type ProposalOutcomeLabel, type TransferTrigger } from './raft-metrics.js';
 import { cryptoSeededRandom } from './random.js';
 import { decodeSnapshotPayload, type SnapshotPayload } from './storage-codec.js';
 import type { RaftInbound, RaftTransport, ReceivedSnapshot } from './transport.js';
@@ -566,11 +566,19 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
    * the core gave up after an election timeout or another member was elected.
    */
   transferLeadership(memberId: string): Promise<TransferOutcome> {
+    return this.transfer(memberId, 'request');
+  }
+
+  private transfer(memberId: string, trigger: TransferTrigger): Promise<TransferOutcome> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.state === 'stopped') return Promise.resolve({ kind: 'rejected', reason: 'group is stopped' });
     this.requireStarted();
     if (memberId === '') return Promise.resolve({ kind: 'rejected', reason: 'memberId: must not be empty' });
-    return new Promise((resolve) => this.enqueue({ kind: 'transfer', memberId, waiter: { resolve } }));
+    const outcome = new Promise<TransferOutcome>((resolve) => this.enqueue({ kind: 'transfer', memberId, waiter: { resolve } }));
+    return outcome.then((settled) => {
+      this.metrics.leadershipTransfer(trigger, settled.kind);
+      return settled;
+    });
   }
 
   /** See ConsensusGroup.handOffLeadership: of the voters heard from lately, the one with the highest match index takes over. */
@@ -594,7 +602,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     const bounded = new Promise<TransferOutcome>((resolve) => {
       timer = setTimeout(() => resolve({ kind: 'failed', reason: `no answer within ${boundMs} ms` }), boundMs);
     });
-    const outcome = await Promise.race([this.transferLeadership(target), bounded]).finally(() => clearTimeout(timer));
+    const outcome = await Promise.race([this.transfer(target, 'stop'), bounded]).finally(() => clearTimeout(timer));
     if (outcome.kind === 'transferred') this.logger.info({ to: target, term: outcome.term }, 'leadership handed over before stopping');
     // Not a warning: when the whole group stops at once (Ctrl-C of `npm start`) no follower stays
     // to take over, and the group elects a leader the usual way when it comes back.

@@ -196,4 +196,19 @@ describe('RaftGroup metrics and spans', () => {
     assert.ok((await valueOf(metrics, 'concord_raft_leader_changes_total', labels))! >= 1, 'counters stay');
     assert.equal(await valueOf(metrics, 'concord_raft_term', { group: 'g1', member: leader.id }), leader.group.status().term);
   });
+
+  it('counts leadership transfers by trigger and outcome on the member asked to make them', async () => {
+    assert.ok(cluster);
+    const leader = await cluster.leader();
+    const other = cluster.running().find((member) => member.id !== leader.id)!;
+    assert.equal((await leader.group.transferLeadership('nobody')).kind, 'rejected');
+    assert.equal((await leader.group.transferLeadership(other.id)).kind, 'transferred');
+    const asked = { group: 'g1', member: leader.id, trigger: 'request' };
+    assert.equal(await valueOf(metrics, 'concord_raft_leadership_transfers_total', { ...asked, outcome: 'rejected' }), 1);
+    assert.equal(await valueOf(metrics, 'concord_raft_leadership_transfers_total', { ...asked, outcome: 'transferred' }), 1);
+    // The new leader's graceful stop hands leadership back.
+    assert.equal((await other.group.handOffLeadership())?.kind, 'transferred');
+    assert.equal(await valueOf(metrics, 'concord_raft_leadership_transfers_total', { group: 'g1', member: other.id, trigger: 'stop', outcome: 'transferred' }), 1);
+    assert.equal(leader.group.status().role, 'leader');
+  });
 });

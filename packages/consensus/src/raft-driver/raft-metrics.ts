@@ -7,6 +7,8 @@ import { BATCH_SIZE_BUCKETS, LATENCY_BUCKETS_SECONDS, type HotHistogramChild, ty
 export type ProposalOutcomeLabel = 'applied' | 'not_leader' | 'dropped' | 'unknown' | 'failed';
 export type SnapshotKind = 'taken' | 'installed' | 'sent';
 export type AppendBatchKind = 'persist' | 'send';
+/** Who asked for a leadership transfer: an operator (transferLeadership) or this member's graceful stop. */
+export type TransferTrigger = 'request' | 'stop';
 
 export interface RaftGaugeValues {
   term: number;
@@ -26,6 +28,7 @@ export class RaftMemberMetrics {
   private readonly appendBatchEntries;
   private readonly fsyncSeconds;
   private readonly snapshots;
+  private readonly transfers;
   private readonly proposalChildren = new Map<ProposalOutcomeLabel, HotHistogramChild>();
   private readonly appendChildren = new Map<AppendBatchKind, HotHistogramChild>();
   private fsyncChild: HotHistogramChild | undefined;
@@ -69,6 +72,11 @@ export class RaftMemberMetrics {
       help: 'Snapshots by kind: taken (written from the local state machine), installed (received from the leader), sent (to a follower).',
       labelNames: ['group', 'member', 'kind'],
     });
+    this.transfers = metrics.counter({
+      name: 'concord_raft_leadership_transfers_total',
+      help: 'Leadership transfers this member was asked to make, by trigger (request: an operator; stop: its own graceful stop) and outcome (transferred, failed, rejected, not_leader).',
+      labelNames: ['group', 'member', 'trigger', 'outcome'],
+    });
   }
 
   setGauges(values: RaftGaugeValues): void {
@@ -110,6 +118,10 @@ export class RaftMemberMetrics {
 
   snapshot(kind: SnapshotKind): void {
     this.snapshots.inc({ ...this.labels, kind });
+  }
+
+  leadershipTransfer(trigger: TransferTrigger, outcome: string): void {
+    this.transfers.inc({ ...this.labels, trigger, outcome });
   }
 
   /**
