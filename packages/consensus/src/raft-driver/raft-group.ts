@@ -581,14 +581,17 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     });
   }
 
-  /** See ConsensusGroup.handOffLeadership: of the voters heard from lately, the one with the highest match index takes over. */
+  /** See ConsensusGroup.handOffLeadership: of the voters replicating and heard from lately, the one with the highest match index takes over. */
   async handOffLeadership(): Promise<TransferOutcome | undefined> {
     if (this.state !== 'running' || this.failure !== undefined) return undefined;
     const status = this.requireCore().status();
     if (status.role !== 'leader' || status.progress === undefined) return undefined;
-    // Only voters heard from within an election timeout: one that is down or cut off cannot win.
+    // Only voters that acknowledged appends in this term (replicating, not probing) and were heard
+    // from within an election timeout: one that is down, cut off or just restarted cannot win.
     const heardSince = performance.now() - this.config.electionTicks * this.tickMs;
-    const candidates = status.membership.voters.filter((id) => id !== status.id && (this.lastHeard.get(id) ?? -Infinity) >= heardSince);
+    const candidates = status.membership.voters.filter(
+      (id) => id !== status.id && status.progress?.[id]?.state === 'replicate' && (this.lastHeard.get(id) ?? -Infinity) >= heardSince,
+    );
     let target: NodeId | undefined;
     for (const id of candidates) {
       if (target === undefined || (status.progress[id]?.match ?? 0) > (status.progress[target]?.match ?? 0)) target = id;
