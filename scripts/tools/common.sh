@@ -31,3 +31,17 @@ stamp_matches() {
 write_stamp() {
   echo "$2" > "$bin/.$1-version"
 }
+
+# go_tool <tool> <version> <package> [go env...]: builds <package>@<version> into .tools/bin with
+# `go install` unless that version is there already.
+go_tool() {
+  local tool="$1" version="$2" package="$3"
+  shift 3
+  if ! stamp_matches "$tool" "$version"; then
+    require_go "$tool"
+    echo "install-tools: building $tool $version with go install"
+    env GOBIN="$bin" "$@" go install "$package@$version"
+    write_stamp "$tool" "$version"
+  fi
+  echo "install-tools: $tool $version in .tools/bin"
+}

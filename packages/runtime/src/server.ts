@@ -201,6 +201,12 @@ export interface ConcordServerOptions {
    * signed by `ca`. Health and reflection are served the same way. Default plaintext.
    */
   tls?: TlsMaterial;
+  /**
+   * For HTTP/2 conformance tests only: the path of a unary() method of `services` that answers
+   * every well-formed request of every connection (LeanSessionOptions.testRoute). Never set in
+   * production.
+   */
+  http2TestRoute?: string;
 }
 
 // --- Metrics ----------------------------------------------------------------------------------
@@ -479,8 +485,11 @@ export class ConcordServer {
     const internalServer = createHttp2Server(undefined);
     internalServer.on('stream', onStream);
     internalServer.on('session', onSession);
+    const testRoute = options.http2TestRoute === undefined ? undefined : routes.get(options.http2TestRoute);
+    if (options.http2TestRoute !== undefined && testRoute === undefined) throw new Error(`http2TestRoute ${options.http2TestRoute} is not a unary() method of the services`);
     const leanOptions: Omit<LeanSessionOptions, 'handOff'> = {
       routes,
+      ...(testRoute === undefined ? {} : { testRoute }),
       environment,
       onEnd: (session) => leanSessions.delete(session),
       onServedBy: (servedBy) => connections.labels({ served_by: servedBy }).inc(),

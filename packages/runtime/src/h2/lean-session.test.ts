@@ -321,3 +321,65 @@ test('shutdown lets a lean call in flight finish, and refuses new connections', 
     client.close();
   }
 });
+
+test('a client that waits for its SETTINGS to be acknowledged before its first request is served (by node:http2)', async () => {
+  const metrics = new Metrics();
+  const server = await startKV(metrics);
+  const raw = await RawClient.connect(server.address);
+  try {
+    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
+    raw.send(4, 0, 0, Buffer.from([0, 4, 0, 1, 0, 0])); // SETTINGS_INITIAL_WINDOW_SIZE 65536
+    raw.send(4, 1, 0);
+    // Nothing more until the acknowledgement: the sniffer gives up waiting for a request and the
+    // connection goes to node:http2, which acknowledges the client's SETTINGS exactly once.
+    await raw.waitFor('the acknowledgement of the client SETTINGS', (f) => f.type === 4 && f.flags === 1);
+    const request = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: 'k', value: Buffer.from('123') })).finish());
+    raw.send(1, 0x4, 1, encodeFields([':method', 'POST', ':scheme', 'http', ':path', '/concord.v1.KV/Put', ':authority', 'x', 'content-type', 'application/grpc', 'te', 'trailers']));
+    raw.send(0, 0x1, 1, Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]));
+    await raw.waitFor('the answer', (f) => f.type === 1 && f.stream === 1 && (f.flags & 0x1) !== 0);
+    assert.equal(raw.frames.filter((f) => f.type === 4 && f.flags === 1).length, 1, 'one acknowledgement');
+    assert.equal(raw.frames.filter((f) => f.type === 7).length, 0, 'no GOAWAY');
+    assert.deepEqual(await servedBy(metrics), { lean: 0, node: 1 });
+  } finally {
+    raw.destroy();
+    await server.shutdown();
+  }
+});
+
+test('a malformed request on a lean connection is reset (PROTOCOL_ERROR); the connection goes on', async () => {
+  const server = await startKV();
+  const raw = await RawClient.connect(server.address);
+  try {
+    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
+    raw.send(4, 0, 0);
+    raw.send(4, 1, 0);
+    const request = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: 'k', value: Buffer.from('12345') })).finish());
+    const message = Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]);
+    const fields = [':method', 'POST', ':scheme', 'http', ':path', '/concord.v1.KV/Put', ':authority', 'x', 'content-type', 'application/grpc', 'te', 'trailers'];
+    raw.send(1, 0x4, 1, encodeFields(fields));
+    raw.send(0, 0x1, 1, message);
+    await raw.waitFor('the first answer', (f) => f.type === 1 && f.stream === 1 && (f.flags & 0x1) !== 0);
+    // An uppercase header name (§8.1.2), then a body longer than its content-length (§8.1.2.6).
+    raw.send(1, 0x4, 3, encodeFields([...fields, 'X-Marker', 'a']));
+    raw.send(0, 0x1, 3, message);
+    raw.send(1, 0x4, 5, encodeFields([...fields, 'content-length', '3']));
+    raw.send(0, 0x1, 5, message);
+    for (const stream of [3, 5]) {
+      const reset = await raw.waitFor(`RST_STREAM on stream ${stream}`, (f) => f.type === 3 && f.stream === stream);
+      assert.equal(reset.payload.readUInt32BE(0), 1, 'PROTOCOL_ERROR');
+    }
+    // DATA on a stream closed by END_STREAM both ways is a stream error too (STREAM_CLOSED), not ignored.
+    raw.send(0, 0, 1, message);
+    const closed = await raw.waitFor('RST_STREAM on stream 1', (f) => f.type === 3 && f.stream === 1);
+    assert.equal(closed.payload.readUInt32BE(0), 5, 'STREAM_CLOSED');
+    raw.send(1, 0x4, 7, encodeFields(fields));
+    raw.send(0, 0x1, 7, message);
+    const decoder = new HpackDecoder();
+    const headers = await raw.waitFor('the answer on stream 7', (f) => f.type === 1 && f.stream === 7);
+    assert.deepEqual(decoder.decode(headers.payload).slice(0, 2), [':status', '200']);
+    assert.equal(raw.frames.filter((f) => f.type === 7).length, 0, 'no GOAWAY');
+  } finally {
+    raw.destroy();
+    await server.shutdown();
+  }
+});

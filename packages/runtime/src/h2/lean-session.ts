@@ -15,7 +15,13 @@
 // health check, reflection, a compressed request...) the connection is handed to node:http2 as if
 // it had just arrived: the bytes read so far go back into the socket, minus the PINGs already
 // answered and the acknowledgement of the SETTINGS sent, and node:http2 and grpc-js serve it as
-// before. The hand-off waits for that acknowledgement, so node:http2 never sees it.
+// before. The hand-off waits for that acknowledgement, so node:http2 never sees it. The client's
+// own SETTINGS are acknowledged only once it is decided who serves the connection (node:http2
+// acknowledges what it reads), so a client that waits for that acknowledgement before its first
+// request is handed off after SNIFF_IDLE_MS of silence.
+//
+// Conformance: h2spec runs against this file (h2/h2spec.test.ts); docs/architecture.md lists the
+// rules it follows.
 //
 // A lean connection that later carries a request for another method (a Scan after some puts, say)
 // relays that stream to node:http2 over an in-process connection, so grpc-js serves it as it would
@@ -26,6 +32,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { OK_TRAILER_LIST, RESPONSE_HEADER_LIST, UnaryCall, type DirectCallEnvironment, type DirectRoute } from '../direct-unary.js';
 import { HpackDecoder, HpackError, encodeFields } from './hpack.js';
+import { MalformedHeaders, NO_CONTENT_LENGTH, checkRequestHeaders, checkRequestTrailers } from './request-headers.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const FRAME_HEADER = 9;
@@ -44,6 +51,14 @@ const MAX_SNIFF_BYTES = 1024 * 1024;
 const SETTINGS_ACK_TIMEOUT_MS = 10_000;
 /** Streams open at once on one lean connection; more are refused (REFUSED_STREAM). */
 const MAX_OPEN_STREAMS = 10_000;
+/**
+ * A sniffing connection whose client sent its SETTINGS and then nothing for this long is handed to
+ * node:http2, which acknowledges them: a client may wait for that acknowledgement before its first
+ * request (RFC 7540 §3.5 allows both), and the sniffer only acknowledges once it has decided.
+ */
+const SNIFF_IDLE_MS = 200;
+/** Closed streams remembered (how they closed decides what a late frame on one means, §5.1). */
+const CLOSED_MEMORY = 1024;
 
 const enum FrameType {
   DATA = 0,
@@ -69,6 +84,7 @@ const enum ErrorCode {
   PROTOCOL_ERROR = 1,
   INTERNAL_ERROR = 2,
   FLOW_CONTROL_ERROR = 3,
+  STREAM_CLOSED = 5,
   FRAME_SIZE_ERROR = 6,
   REFUSED_STREAM = 7,
   COMPRESSION_ERROR = 9,
@@ -76,6 +92,7 @@ const enum ErrorCode {
 }
 
 const SETTINGS_HEADER_TABLE_SIZE = 1;
+const SETTINGS_ENABLE_PUSH = 2;
 const SETTINGS_INITIAL_WINDOW_SIZE = 4;
 const SETTINGS_MAX_FRAME_SIZE = 5;
 
@@ -136,6 +153,12 @@ export interface LeanSessionOptions {
   readonly onServedBy: (servedBy: 'lean' | 'node_http2') => void;
   /** A new in-process connection to node:http2, for streams of other methods on a lean connection. */
   readonly connectInternal: () => Duplex;
+  /**
+   * For HTTP/2 conformance tests only: every well-formed request is answered by this route, and a
+   * client that waits for its SETTINGS to be acknowledged gets a lean connection rather than
+   * node:http2, so that a conformance suite exercises this file's frame and stream handling.
+   */
+  readonly testRoute?: DirectRoute;
 }
 
 type State = 'sniffing' | 'awaiting-ack' | 'lean' | 'handed-off' | 'closed';
@@ -154,15 +177,22 @@ export class LeanSession {
   private settingsAcked = false;
   private unackedClientSettings = 0;
   private ackTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
   private readonly decoder = new HpackDecoder();
   /** A header block split over CONTINUATION frames, while it is incomplete. */
   private headerBlock: { parts: Buffer[]; bytes: number } | undefined;
   /** The header block last completed: its stream, END_STREAM flag and fields. */
   private blockStreamId = 0;
   private blockEndStream = false;
+  /** Whether the block's priority made its stream depend on itself (a stream error, §5.3.1). */
+  private blockSelfDependent = false;
   private blockFields: string[] = [];
   private readonly streams = new Map<number, LeanStream>();
   private lastStreamId = 0;
+  /** The last CLOSED_MEMORY streams closed, as a ring, and whether this side reset each. */
+  private closedIds: Int32Array | undefined;
+  private closedByReset: Uint8Array | undefined;
+  private closedNext = 0;
   /** Set once GOAWAY is sent: streams above it are ignored. */
   private goAwayLastId: number | undefined;
   private peerGoneAway = false;
@@ -209,6 +239,7 @@ export class LeanSession {
 
   private readonly onClose = (): void => {
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
+    this.clearIdleTimer();
     if (this.state === 'handed-off') return;
     this.state = 'closed';
     for (const stream of [...this.streams.values()]) this.closeStream(stream);
@@ -230,7 +261,33 @@ export class LeanSession {
       this.connectionError(error);
     }
     if (this.state === 'sniffing' && this.received > MAX_SNIFF_BYTES) this.decideHandOff();
+    if (this.state === 'sniffing') this.armIdleTimer();
     if (this.state === 'lean') this.replenishConnectionWindow();
+  };
+
+  /** While sniffing with the client's SETTINGS unacknowledged and no request begun: see SNIFF_IDLE_MS. */
+  private armIdleTimer(): void {
+    this.clearIdleTimer();
+    if (this.unackedClientSettings === 0 || this.headerBlock !== undefined) return;
+    this.idleTimer = setTimeout(this.onSniffIdle, SNIFF_IDLE_MS);
+    this.idleTimer.unref();
+  }
+
+  private clearIdleTimer(): void {
+    if (this.idleTimer === undefined) return;
+    clearTimeout(this.idleTimer);
+    this.idleTimer = undefined;
+  }
+
+  private readonly onSniffIdle = (): void => {
+    this.idleTimer = undefined;
+    if (this.state !== 'sniffing') return;
+    if (this.options.testRoute !== undefined) {
+      this.becomeLean();
+      this.scheduleFlush();
+    } else {
+      this.decideHandOff();
+    }
   };
 
   private consume(buffer: Buffer): void {
@@ -274,17 +331,20 @@ export class LeanSession {
   private sniffFrame(type: number, flags: number, streamId: number, payload: Buffer, start: number, end: number): void {
     switch (type) {
       case FrameType.SETTINGS:
+        // A malformed one throws: the connection goes to node:http2, which answers the fault.
         if ((flags & FLAG_ACK) !== 0) {
+          this.checkSettingsAck(streamId, payload);
           this.settingsAcked = true;
           this.strip.push([start, end]);
           if (this.state === 'awaiting-ack') this.handOffNow();
           return;
         }
-        this.applySettings(payload);
+        this.applySettings(streamId, payload);
         this.unackedClientSettings++;
         return;
       case FrameType.PING:
-        if ((flags & FLAG_ACK) === 0 && payload.length === 8) {
+        this.checkPing(streamId, payload);
+        if ((flags & FLAG_ACK) === 0) {
           this.write(frame(FrameType.PING, FLAG_ACK, 0, payload));
           this.flush();
           this.strip.push([start, end]);
@@ -293,23 +353,45 @@ export class LeanSession {
       case FrameType.WINDOW_UPDATE:
         if (streamId === 0 && payload.length === 4) this.connectionSendWindow += payload.readUInt32BE(0) & 0x7fffffff;
         return;
+      case FrameType.PRIORITY:
+        // Ignored, unless malformed: then node:http2 answers it.
+        if (streamId === 0 || payload.length !== 5 || (payload.readUInt32BE(0) & 0x7fffffff) === streamId) this.decideHandOff();
+        return;
       case FrameType.HEADERS:
       case FrameType.CONTINUATION:
         if (this.state !== 'sniffing') return;
+        this.clearIdleTimer();
         if (this.collectHeaderBlock(type, flags, streamId, payload)) this.decide(this.blockStreamId, this.blockEndStream, this.blockFields);
         return;
       default:
         // DATA before any HEADERS, GOAWAY, RST_STREAM...: node:http2 will make sense of it.
-        if (this.state === 'sniffing' && type <= FrameType.CONTINUATION && type !== FrameType.PRIORITY) this.decideHandOff();
+        if (this.state === 'sniffing' && type <= FrameType.CONTINUATION) this.decideHandOff();
     }
   }
 
   private decide(streamId: number, endStream: boolean, fields: string[]): void {
-    const route = this.routeFor(fields);
+    let contentLength: number;
+    try {
+      // A malformed first request goes to node:http2 with the rest, which refuses it its own way.
+      contentLength = checkRequestHeaders(fields);
+    } catch (error) {
+      if (!(error instanceof MalformedHeaders)) throw error;
+      this.decideHandOff();
+      return;
+    }
+    const route = this.blockSelfDependent || streamId % 2 === 0 ? undefined : this.routeFor(fields);
     if (route === undefined) {
       this.decideHandOff();
       return;
     }
+    this.becomeLean();
+    this.openStream(streamId, fields, endStream, route, contentLength);
+    this.scheduleFlush();
+  }
+
+  /** The connection stays here: the client's SETTINGS acknowledged, the connection window opened. */
+  private becomeLean(): void {
+    this.clearIdleTimer();
     this.state = 'lean';
     this.raw = undefined;
     this.options.onServedBy('lean');
@@ -317,8 +399,6 @@ export class LeanSession {
     this.write(u32Frame(FrameType.WINDOW_UPDATE, 0, LEAN_CONNECTION_WINDOW - DEFAULT_WINDOW));
     this.connectionReceiveWindow = LEAN_CONNECTION_WINDOW;
     this.connectionReceiveAvailable += LEAN_CONNECTION_WINDOW - DEFAULT_WINDOW;
-    this.openStream(streamId, fields, endStream, route);
-    this.scheduleFlush();
   }
 
   private decideHandOff(): void {
@@ -332,6 +412,7 @@ export class LeanSession {
 
   private handOffNow(): void {
     if (this.ackTimer !== undefined) clearTimeout(this.ackTimer);
+    this.clearIdleTimer();
     const { socket } = this;
     this.state = 'handed-off';
     socket.off('data', this.onData);
@@ -356,6 +437,8 @@ export class LeanSession {
   // ---------------------------------------------------------------------------------- lean
 
   private routeFor(fields: readonly string[]): DirectRoute | undefined {
+    const { testRoute } = this.options;
+    if (testRoute !== undefined) return testRoute;
     let path: string | undefined;
     let contentType: string | undefined;
     let encoding: string | undefined;
@@ -384,18 +467,21 @@ export class LeanSession {
         if (this.collectHeaderBlock(type, flags, streamId, payload)) this.onHeaders(this.blockStreamId, this.blockEndStream, this.blockFields);
         return;
       case FrameType.PRIORITY:
-        if (payload.length !== 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a PRIORITY frame not of 5 bytes');
-        return;
+        return this.onPriority(streamId, payload);
       case FrameType.RST_STREAM: {
-        if (streamId === 0 || payload.length !== 4) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a malformed RST_STREAM');
+        if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+        if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a RST_STREAM not of 4 bytes');
+        if (streamId > this.lastStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on the idle stream ${streamId}`);
         const stream = this.streams.get(streamId);
         if (stream !== undefined) this.closeStream(stream);
         return;
       }
       case FrameType.SETTINGS:
-        if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS on a stream');
-        if ((flags & FLAG_ACK) !== 0) return;
-        this.applySettings(payload);
+        if ((flags & FLAG_ACK) !== 0) {
+          this.checkSettingsAck(streamId, payload);
+          return;
+        }
+        this.applySettings(streamId, payload);
         this.write(frame(FrameType.SETTINGS, FLAG_ACK, 0));
         this.scheduleFlush();
         this.unblock();
@@ -403,7 +489,7 @@ export class LeanSession {
       case FrameType.PUSH_PROMISE:
         throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
       case FrameType.PING:
-        if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a PING not of 8 bytes');
+        this.checkPing(streamId, payload);
         if ((flags & FLAG_ACK) === 0) {
           this.write(frame(FrameType.PING, FLAG_ACK, 0, payload));
           this.scheduleFlush();
@@ -434,8 +520,10 @@ export class LeanSession {
         if (pad >= fragment.length) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'padding longer than the frame');
         fragment = fragment.subarray(1, fragment.length - pad);
       }
+      this.blockSelfDependent = false;
       if ((flags & FLAG_PRIORITY) !== 0) {
         if (fragment.length < 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a HEADERS frame too short for its priority');
+        this.blockSelfDependent = (fragment.readUInt32BE(0) & 0x7fffffff) === streamId;
         fragment = fragment.subarray(5);
       }
       this.blockStreamId = streamId;
@@ -471,34 +559,63 @@ export class LeanSession {
   private onHeaders(streamId: number, endStream: boolean, fields: string[]): void {
     const existing = this.streams.get(streamId);
     if (existing !== undefined) {
+      if (existing.remoteClosed) {
+        this.resetStream(existing, ErrorCode.STREAM_CLOSED);
+        return;
+      }
       // Trailers from the client: gRPC clients send none, but they end the request all the same.
-      if (!endStream) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'a second HEADERS without END_STREAM');
+      if (!endStream || this.blockSelfDependent || !wellFormed(checkRequestTrailers, fields)) {
+        this.resetStream(existing, ErrorCode.PROTOCOL_ERROR);
+        return;
+      }
       this.remoteEnded(existing);
       return;
     }
-    if (streamId % 2 === 0 || streamId <= this.lastStreamId) {
-      if (streamId % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `a client stream with the even id ${streamId}`);
-      // A stream that is already closed (RFC 7540 §5.1: STREAM_CLOSED); nothing to do.
+    if (streamId % 2 === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `a client stream with the even id ${streamId}`);
+    if (streamId <= this.lastStreamId) {
+      const closed = this.closedHow(streamId);
+      if (closed === 'reset') return; // frames after a RST_STREAM sent are ignored (§5.1)
+      if (closed === 'closed') throw new ConnectionError(ErrorCode.STREAM_CLOSED, `HEADERS on the closed stream ${streamId}`);
+      throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `a new stream ${streamId} not above the last one, ${this.lastStreamId} (§5.1.1)`);
+    }
+    this.lastStreamId = streamId;
+    if (this.goAwayLastId !== undefined) {
+      // After GOAWAY, new streams are ignored (§6.8), and so are their frames in flight.
+      this.rememberClosed(streamId, true);
       return;
     }
-    if (this.goAwayLastId !== undefined) return; // after GOAWAY, new streams are ignored (§6.8)
+    let contentLength = NO_CONTENT_LENGTH;
+    try {
+      if (this.blockSelfDependent) throw new MalformedHeaders('a stream that depends on itself');
+      contentLength = checkRequestHeaders(fields);
+    } catch (error) {
+      if (!(error instanceof MalformedHeaders)) throw error;
+      this.refuseStream(streamId, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
     if (this.streams.size >= MAX_OPEN_STREAMS) {
-      this.lastStreamId = streamId;
-      this.write(u32Frame(FrameType.RST_STREAM, streamId, ErrorCode.REFUSED_STREAM));
-      this.scheduleFlush();
+      this.refuseStream(streamId, ErrorCode.REFUSED_STREAM);
       return;
     }
     const route = this.routeFor(fields);
     if (route === undefined) {
-      this.relay(streamId, fields, endStream);
+      this.relay(streamId, fields, endStream, contentLength);
       return;
     }
-    this.openStream(streamId, fields, endStream, route);
+    this.openStream(streamId, fields, endStream, route, contentLength);
   }
 
-  private openStream(streamId: number, fields: string[], endStream: boolean, route: DirectRoute): void {
+  /** Resets a stream that was never opened here. */
+  private refuseStream(streamId: number, code: ErrorCode): void {
+    this.write(u32Frame(FrameType.RST_STREAM, streamId, code));
+    this.scheduleFlush();
+    this.rememberClosed(streamId, true);
+  }
+
+  private openStream(streamId: number, fields: string[], endStream: boolean, route: DirectRoute, contentLength: number): void {
     this.lastStreamId = streamId;
     const stream = new LeanStream(this, streamId, this.peerInitialWindow);
+    stream.contentLength = contentLength;
     this.streams.set(streamId, stream);
     const call = new LeanUnaryCall(route, this.options.environment, stream, fields, this.remote);
     stream.call = call;
@@ -520,15 +637,23 @@ export class LeanSession {
     const stream = this.streams.get(streamId);
     if (stream === undefined) {
       if (streamId > this.lastStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `DATA on the idle stream ${streamId}`);
-      return; // a stream closed already (reset, or answered early)
+      // On a stream this side reset (or long gone), DATA in flight is ignored; on one that closed
+      // otherwise, it is a stream error (§5.1).
+      if (this.closedHow(streamId) === 'closed') this.refuseStream(streamId, ErrorCode.STREAM_CLOSED);
+      return;
     }
     if (stream.remoteClosed) {
-      this.resetStream(stream, ErrorCode.PROTOCOL_ERROR);
+      this.resetStream(stream, ErrorCode.STREAM_CLOSED);
       return;
     }
     stream.receiveAvailable -= payload.length;
     if (stream.receiveAvailable < 0) {
       this.resetStream(stream, ErrorCode.FLOW_CONTROL_ERROR);
+      return;
+    }
+    stream.bodyBytes += data.length;
+    if (stream.contentLength !== NO_CONTENT_LENGTH && stream.bodyBytes > stream.contentLength) {
+      this.resetStream(stream, ErrorCode.PROTOCOL_ERROR);
       return;
     }
     if (data.length > 0) {
@@ -555,6 +680,11 @@ export class LeanSession {
   }
 
   private remoteEnded(stream: LeanStream): void {
+    if (stream.contentLength !== NO_CONTENT_LENGTH && stream.bodyBytes !== stream.contentLength) {
+      // A body shorter than its content-length: malformed (§8.1.2.6).
+      this.resetStream(stream, ErrorCode.PROTOCOL_ERROR);
+      return;
+    }
     stream.remoteClosed = true;
     stream.call?.end();
     if (stream.relayed !== undefined && !stream.relayed.closed) stream.relayed.end();
@@ -572,7 +702,10 @@ export class LeanSession {
       return;
     }
     const stream = this.streams.get(streamId);
-    if (stream === undefined) return;
+    if (stream === undefined) {
+      if (streamId > this.lastStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `WINDOW_UPDATE on the idle stream ${streamId}`);
+      return; // on a closed stream: allowed, and of no use (§6.9)
+    }
     if (increment === 0) {
       this.resetStream(stream, ErrorCode.PROTOCOL_ERROR);
       return;
@@ -585,12 +718,15 @@ export class LeanSession {
     if (this.blocked.has(stream)) this.unblock();
   }
 
-  private applySettings(payload: Buffer): void {
+  private applySettings(streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (payload.length % 6 !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a SETTINGS frame not a multiple of 6 bytes');
     for (let at = 0; at < payload.length; at += 6) {
       const id = payload.readUInt16BE(at);
       const value = payload.readUInt32BE(at + 2);
-      if (id === SETTINGS_INITIAL_WINDOW_SIZE) {
+      if (id === SETTINGS_ENABLE_PUSH) {
+        if (value > 1) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH other than 0 or 1');
+      } else if (id === SETTINGS_INITIAL_WINDOW_SIZE) {
         if (value > MAX_WINDOW) throw new ConnectionError(ErrorCode.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31 - 1');
         const delta = value - this.peerInitialWindow;
         this.peerInitialWindow = value;
@@ -602,6 +738,44 @@ export class LeanSession {
         // Only literals without indexing are sent: no table to resize.
       }
     }
+  }
+
+  private checkSettingsAck(streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if (payload.length !== 0) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a SETTINGS acknowledgement with a payload');
+  }
+
+  private checkPing(streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PING on a stream');
+    if (payload.length !== 8) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a PING not of 8 bytes');
+  }
+
+  private onPriority(streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+    if (payload.length !== 5) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a PRIORITY frame not of 5 bytes');
+    // Priorities are not acted on; a stream that depends on itself is a stream error (§5.3.1).
+    if ((payload.readUInt32BE(0) & 0x7fffffff) !== streamId) return;
+    const stream = this.streams.get(streamId);
+    if (stream !== undefined) this.resetStream(stream, ErrorCode.PROTOCOL_ERROR);
+    else this.refuseStream(streamId, ErrorCode.PROTOCOL_ERROR);
+  }
+
+  /** Notes how a stream closed: reset by this side (late frames on it are ignored) or otherwise. */
+  private rememberClosed(streamId: number, reset: boolean): void {
+    this.closedIds ??= new Int32Array(CLOSED_MEMORY);
+    this.closedByReset ??= new Uint8Array(CLOSED_MEMORY);
+    this.closedIds[this.closedNext] = streamId;
+    this.closedByReset[this.closedNext] = reset ? 1 : 0;
+    this.closedNext = (this.closedNext + 1) % CLOSED_MEMORY;
+  }
+
+  /** How a stream at or below the last one closed, if it is among those remembered. */
+  private closedHow(streamId: number): 'reset' | 'closed' | undefined {
+    const ids = this.closedIds;
+    if (ids === undefined) return undefined;
+    const at = ids.lastIndexOf(streamId);
+    if (at < 0) return undefined;
+    return this.closedByReset![at] === 1 ? 'reset' : 'closed';
   }
 
   private replenishConnectionWindow(): void {
@@ -662,6 +836,7 @@ export class LeanSession {
   /** Resets `stream`; `byCall`: the call asked (it learns of the close after it returns). */
   resetStream(stream: LeanStream, code: number = ErrorCode.INTERNAL_ERROR, byCall = false): void {
     if (!this.streams.has(stream.id)) return;
+    stream.resetSent = true;
     this.write(u32Frame(FrameType.RST_STREAM, stream.id, code));
     this.scheduleFlush();
     this.closeStream(stream, byCall);
@@ -725,9 +900,10 @@ export class LeanSession {
   // ------------------------------------------------------------------------------- relaying
 
   /** Serves a stream of another method through node:http2 (see the top of the file). */
-  private relay(streamId: number, fields: string[], endStream: boolean): void {
+  private relay(streamId: number, fields: string[], endStream: boolean, contentLength: number): void {
     this.lastStreamId = streamId;
     const stream = new LeanStream(this, streamId, this.peerInitialWindow);
+    stream.contentLength = contentLength;
     this.streams.set(streamId, stream);
     let request: ClientHttp2Stream;
     try {
@@ -797,6 +973,7 @@ export class LeanSession {
   private localEnded(stream: LeanStream): void {
     if (!stream.remoteClosed) {
       // Answered before the request ended (an error): the rest of the request is not wanted.
+      stream.resetSent = true;
       this.write(u32Frame(FrameType.RST_STREAM, stream.id, ErrorCode.NO_ERROR));
     }
     // The call is still in the middle of answering: it learns of the close once it is done, as a
@@ -806,6 +983,7 @@ export class LeanSession {
 
   private closeStream(stream: LeanStream, notifyLater = false): void {
     if (!this.streams.delete(stream.id)) return;
+    this.rememberClosed(stream.id, stream.resetSent);
     this.blocked.delete(stream);
     stream.localClosed = true;
     stream.remoteClosed = true;
@@ -910,6 +1088,16 @@ function fieldsFrom(headers: IncomingHttpHeaders | Record<string, unknown>): str
   return fields;
 }
 
+function wellFormed(check: (fields: readonly string[]) => void, fields: readonly string[]): boolean {
+  try {
+    check(fields);
+    return true;
+  } catch (error) {
+    if (error instanceof MalformedHeaders) return false;
+    throw error;
+  }
+}
+
 function notifyClosed(call: LeanUnaryCall): void {
   call.closed();
 }
@@ -931,6 +1119,11 @@ class LeanStream {
   headersSent = false;
   /** A relayed stream whose node:http2 side is not taking data: no more window for the client. */
   awaitingDrain = false;
+  /** The request's content-length (NO_CONTENT_LENGTH if none), and the body bytes received. */
+  contentLength = NO_CONTENT_LENGTH;
+  bodyBytes = 0;
+  /** Whether this side sent RST_STREAM on it. */
+  resetSent = false;
 
   constructor(
     readonly session: LeanSession,
