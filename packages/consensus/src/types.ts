@@ -112,7 +112,8 @@ export interface ConsensusGroup<Result> {
   /**
    * Before a graceful stop: a leader with other voters hands leadership to the one whose log is
    * furthest along, so the group need not wait out an election timeout. Undefined when there is
-   * nothing to hand over (not the leader, no other voter, or an engine without leaders).
+   * nothing to hand over (not the leader, no other voter, or an engine without leaders). From
+   * then on the member does not take leadership itself (it is about to stop).
    */
   handOffLeadership(): Promise<TransferOutcome | undefined>;
   /** Writes a snapshot of the state machine now and compacts the log behind it. */

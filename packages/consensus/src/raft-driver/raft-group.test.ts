@@ -266,6 +266,34 @@ describe('RaftGroup over gRPC', () => {
     assert.equal((await leader.group.propose(command('after=1'))).kind, 'applied');
   });
 
+  it('a member about to stop (handOffLeadership called) does not campaign when told timeout_now', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    await proposeOnLeader(cluster, 'before=1');
+    const leader = await cluster.leader();
+    const leaving = cluster.running().find((member) => member.id !== leader.id)!;
+    assert.equal(await leaving.group.handOffLeadership(), undefined, 'a follower has nothing to hand over');
+    const term = leader.group.status().term;
+    // Without the flag the target would campaign at once and win (the test above).
+    const outcome = await leader.group.transferLeadership(leaving.id);
+    assert.equal(outcome.kind, 'failed', JSON.stringify(outcome));
+    assert.equal(leaving.group.status().role, 'follower');
+    assert.equal(leaving.group.status().term, term, 'it never campaigned');
+    assert.equal(leader.group.status().role, 'leader');
+    assert.equal((await leader.group.propose(command('after=1'))).kind, 'applied');
+  });
+
+  it('a leader stopping with its whole group gives its hand-over up once the target falls silent', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    await proposeOnLeader(cluster, 'before=1');
+    const leader = await cluster.leader();
+    const followers = cluster.running().filter((member) => member.id !== leader.id);
+    // The followers stop first, as in a shutdown of every process at once; the leader has heard
+    // from them moments ago, so one of them is still the best candidate.
+    await Promise.all(followers.map((member) => cluster!.stop(member.id)));
+    const outcome = await leader.group.handOffLeadership();
+    assert.ok(outcome?.kind === 'failed' && /stopped answering/.test(outcome.reason), JSON.stringify(outcome));
+  });
+
   it('adds a learner, promotes it, and removes a member', async () => {
     // Snapshots every few entries: the new member's first contact is a snapshot, whose membership
     // and addresses are all it knows about the group.

@@ -296,6 +296,11 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   /** When each peer's last message arrived (performance.now()): who can take over at a stop. */
   private readonly lastHeard = new Map<NodeId, number>();
   /**
+   * Set by handOffLeadership(): this member is about to stop, so it does not answer a leader's
+   * timeout_now by campaigning (it would lead only to stop moments later).
+   */
+  private leaving = false;
+  /**
    * Read barriers are batched like etcd's linearizableReadLoop: while a ReadIndex round is in
    * flight (requested, no ReadState yet), new callers wait here and join the next round, which
    * starts once the round in flight has its ReadState. A round is always requested after every
@@ -584,6 +589,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   /** See ConsensusGroup.handOffLeadership: of the voters replicating and heard from lately, the one with the highest match index takes over. */
   async handOffLeadership(): Promise<TransferOutcome | undefined> {
     if (this.state !== 'running' || this.failure !== undefined) return undefined;
+    this.leaving = true;
     const status = this.requireCore().status();
     if (status.role !== 'leader' || status.progress === undefined) return undefined;
     // Only voters that acknowledged appends in this term (replicating, not probing) and were heard
@@ -597,15 +603,26 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       if (target === undefined || (status.progress[id]?.match ?? 0) > (status.progress[target]?.match ?? 0)) target = id;
     }
     if (target === undefined) return undefined;
-    // An up-to-date follower takes over within a few heartbeats. One that has not after two
-    // election timeouts is most likely stopping too (the whole group is shut down at once): the
-    // member stops anyway rather than wait for the driver's own answer (up to three).
+    // An up-to-date follower takes over within a few heartbeats. One that falls silent for three
+    // heartbeat intervals is stopping too (the whole group is shut down at once, and its peer
+    // service has closed): the member stops at once rather than wait out the core's election
+    // timeout. Two election timeouts bound the wait in any case.
     const boundMs = 2 * this.config.electionTicks * this.tickMs;
+    const silenceMs = 3 * this.config.heartbeatTicks * this.tickMs;
+    const started = performance.now();
     let timer: NodeJS.Timeout | undefined;
+    let watcher: NodeJS.Timeout | undefined;
     const bounded = new Promise<TransferOutcome>((resolve) => {
       timer = setTimeout(() => resolve({ kind: 'failed', reason: `no answer within ${boundMs} ms` }), boundMs);
+      watcher = setInterval(() => {
+        const heard = Math.max(started, this.lastHeard.get(target) ?? started);
+        if (performance.now() - heard > silenceMs) resolve({ kind: 'failed', reason: `${target} stopped answering (nothing for ${silenceMs} ms)` });
+      }, this.tickMs);
     });
-    const outcome = await Promise.race([this.transfer(target, 'stop'), bounded]).finally(() => clearTimeout(timer));
+    const outcome = await Promise.race([this.transfer(target, 'stop'), bounded]).finally(() => {
+      clearTimeout(timer);
+      clearInterval(watcher);
+    });
     if (outcome.kind === 'transferred') this.logger.info({ to: target, term: outcome.term }, 'leadership handed over before stopping');
     // Not a warning: when the whole group stops at once (Ctrl-C of `npm start`) no follower stays
     // to take over, and the group elects a leader the usual way when it comes back.
@@ -729,6 +746,10 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       case 'message':
         this.queuedMessages--;
         this.lastHeard.set(event.message.from, performance.now());
+        if (this.leaving && event.message.type === 'timeout_now') {
+          this.logger.info({ from: event.message.from }, 'not taking leadership over: this member is stopping');
+          return;
+        }
         if (event.message.type === 'vote_response' || event.message.type === 'pre_vote_response') this.noteVote(event.message);
         if (event.senderAddress !== undefined && !this.addresses.has(event.message.from)) {
           // Only fills a gap (a member that joined learns where its leader listens); an address
