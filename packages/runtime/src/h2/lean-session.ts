@@ -282,13 +282,22 @@ export class LeanSession {
   private readonly onSniffIdle = (): void => {
     this.idleTimer = undefined;
     if (this.state !== 'sniffing') return;
+    // Timers run before the event loop polls for I/O: after a stall of this process, the request
+    // may be waiting in the socket already. Decide only once the poll has delivered what came.
+    const received = this.received;
+    setImmediate(() => {
+      if (this.state === 'sniffing' && this.received === received) this.sniffIdle();
+    });
+  };
+
+  private sniffIdle(): void {
     if (this.options.testRoute !== undefined) {
       this.becomeLean();
       this.scheduleFlush();
     } else {
       this.decideHandOff();
     }
-  };
+  }
 
   private consume(buffer: Buffer): void {
     // Where `buffer` starts in what the client sent (it is the unparsed rest plus what just came).
