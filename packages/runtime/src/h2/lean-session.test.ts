@@ -383,3 +383,30 @@ test('a malformed request on a lean connection is reset (PROTOCOL_ERROR); the co
     await server.shutdown();
   }
 });
+
+test('a client that opens streams and resets them at once (rapid reset) is cut off with ENHANCE_YOUR_CALM', async () => {
+  const server = await startKV();
+  const raw = await RawClient.connect(server.address);
+  const client = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
+  try {
+    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
+    raw.send(4, 0, 0);
+    raw.send(4, 1, 0);
+    const fields = [':method', 'POST', ':scheme', 'http', ':path', '/concord.v1.KV/Put', ':authority', 'x', 'content-type', 'application/grpc', 'te', 'trailers'];
+    const cancel = Buffer.from([0, 0, 0, 8]);
+    // More than the burst of 1000 in one go: each stream starts a call, and is reset before its answer.
+    for (let stream = 1; stream <= 2 * 1100; stream += 2) {
+      raw.send(1, 0x4, stream, encodeFields(fields));
+      raw.send(3, 0, stream, cancel);
+    }
+    const goAway = await raw.waitFor('GOAWAY', (f) => f.type === 7);
+    assert.equal(goAway.payload.readUInt32BE(4), 11, 'ENHANCE_YOUR_CALM');
+    await raw.closed;
+    // Other connections are served as before.
+    assert.equal((await put(client, Buffer.from('ok'))).response?.version, 2);
+  } finally {
+    raw.destroy();
+    client.close();
+    await server.shutdown();
+  }
+});

@@ -59,6 +59,14 @@ const MAX_OPEN_STREAMS = 10_000;
 const SNIFF_IDLE_MS = 200;
 /** Closed streams remembered (how they closed decides what a late frame on one means, §5.1). */
 const CLOSED_MEMORY = 1024;
+/**
+ * Streams the client may reset before they are answered: a burst, then so many a second (a token
+ * bucket, nghttp2's defaults). Beyond it the connection ends with ENHANCE_YOUR_CALM: opening
+ * streams and resetting them at once ("rapid reset", CVE-2023-44487) would otherwise start
+ * handlers without bound while the open streams stay few.
+ */
+const RESET_BURST = 1000;
+const RESET_RATE_PER_S = 33;
 
 const enum FrameType {
   DATA = 0,
@@ -193,6 +201,9 @@ export class LeanSession {
   private closedIds: Int32Array | undefined;
   private closedByReset: Uint8Array | undefined;
   private closedNext = 0;
+  /** The rapid-reset bucket: tokens left, and when it was last refilled (performance.now()). */
+  private resetTokens = RESET_BURST;
+  private resetRefilledAt = 0;
   /** Set once GOAWAY is sent: streams above it are ignored. */
   private goAwayLastId: number | undefined;
   private peerGoneAway = false;
@@ -482,7 +493,9 @@ export class LeanSession {
         if (payload.length !== 4) throw new ConnectionError(ErrorCode.FRAME_SIZE_ERROR, 'a RST_STREAM not of 4 bytes');
         if (streamId > this.lastStreamId) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, `RST_STREAM on the idle stream ${streamId}`);
         const stream = this.streams.get(streamId);
-        if (stream !== undefined) this.closeStream(stream);
+        if (stream === undefined) return;
+        if (!stream.localClosed) this.countClientReset();
+        this.closeStream(stream);
         return;
       }
       case FrameType.SETTINGS:
@@ -767,6 +780,15 @@ export class LeanSession {
     const stream = this.streams.get(streamId);
     if (stream !== undefined) this.resetStream(stream, ErrorCode.PROTOCOL_ERROR);
     else this.refuseStream(streamId, ErrorCode.PROTOCOL_ERROR);
+  }
+
+  /** A stream the client reset before its answer: see RESET_BURST. */
+  private countClientReset(): void {
+    const now = performance.now();
+    this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefilledAt) / 1000) * RESET_RATE_PER_S);
+    this.resetRefilledAt = now;
+    if (this.resetTokens < 1) throw new ConnectionError(ErrorCode.ENHANCE_YOUR_CALM, `the client reset more than ${RESET_BURST} streams, then more than ${RESET_RATE_PER_S} a second`);
+    this.resetTokens -= 1;
   }
 
   /** Notes how a stream closed: reset by this side (late frames on it are ignored) or otherwise. */
