@@ -88,17 +88,18 @@ export async function freePorts(count: number): Promise<number[]> {
   return ports;
 }
 
-/** Three shard replicas of group g1 (raft engine, fsync on, the default; a snapshot every `snapshotEvery` entries); returns their addresses by process name. */
+/** `count` shard replicas of group g1 (raft engine, fsync on, the default; a snapshot every `snapshotEvery` entries); returns their addresses by process name. */
 export async function startConcordGroup(
   set: ProcessSet,
   dataDir: string,
   logDir: string,
   snapshotEvery: number,
+  count: number,
   cpuProfDir?: string,
 ): Promise<{ addresses: Map<string, string>; metrics: Map<string, string> }> {
   if (!existsSync(SHARD_MAIN)) throw new Error(`${SHARD_MAIN} is missing: build first (npm run build)`);
-  const ports = await freePorts(6);
-  const members = ports.slice(0, 3).map((port, index) => ({ id: `g1-${index}`, address: `127.0.0.1:${port}`, metrics: `127.0.0.1:${ports[3 + index]}` }));
+  const ports = await freePorts(2 * count);
+  const members = ports.slice(0, count).map((port, index) => ({ id: `g1-${index}`, address: `127.0.0.1:${port}`, metrics: `127.0.0.1:${ports[count + index]}` }));
   const peers = members.map(({ id, address }) => `${id}=${address}`).join(',');
   const addresses = new Map<string, string>();
   const metrics = new Map<string, string>();
@@ -133,10 +134,10 @@ export function etcdVersion(): string {
   return /etcd Version: (\S+)/.exec(out.stdout)?.[1] ?? 'unknown';
 }
 
-/** Three etcd members on 127.0.0.1 (fsync on, etcd's default; --snapshot-count `snapshotCount`); returns their client URLs by process name. */
-export async function startEtcdCluster(set: ProcessSet, dataDir: string, logDir: string, snapshotCount: number): Promise<Map<string, string>> {
-  const ports = await freePorts(6);
-  const members = [0, 1, 2].map((index) => ({
+/** `count` etcd members on 127.0.0.1 (fsync on, etcd's default; --snapshot-count `snapshotCount`); returns their client URLs by process name. */
+export async function startEtcdCluster(set: ProcessSet, dataDir: string, logDir: string, snapshotCount: number, count: number): Promise<Map<string, string>> {
+  const ports = await freePorts(2 * count);
+  const members = Array.from({ length: count }, (_, index) => ({
     name: `etcd-${index}`,
     client: `http://127.0.0.1:${ports[index * 2]!}`,
     peer: `http://127.0.0.1:${ports[index * 2 + 1]!}`,

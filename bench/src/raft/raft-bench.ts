@@ -37,7 +37,7 @@ const DEFAULT_SNAPSHOT_EVERY = 10_000;
 
 const USAGE = `Usage: npm run bench -- raft [flags]
 
-A Concord shard group (3 Raft replicas, fsync on) next to a 3-member etcd cluster (fsync on), same
+A Concord shard group (3 Raft replicas, or --members) next to an etcd cluster of as many members, fsync on, same
 load: puts of ${KEY_BYTES}-byte keys and ${VALUE_BYTES}-byte values at concurrency 1 and 64, linearizable gets at 64.
 Needs ${ETCD_BINARY} (Debian package etcd-server; installed with apt-get when running as root).
 
@@ -49,6 +49,8 @@ Needs ${ETCD_BINARY} (Debian package etcd-server; installed with apt-get when ru
                       --snapshot-every, etcd's --snapshot-count (default 10000, Concord's default
                       and etcd's from 3.6 on; etcd 3.4 ships with 100000)
   --systems <list>    concord,etcd (default both)
+  --members <n>       members of each system's group: 3 (default), 5, or 1 (nothing replicated: the
+                      leader, its own log and the client alone, a baseline for what replication adds)
   --cpu-prof-dir <dir> write a V8 CPU profile of every Concord replica to <dir> when it stops
   --scenarios <list>  run only these of put-c1,put-c64,get-c64 (default all), or also put-c16,
                       put-c256 (not run by default: how throughput grows with requests in flight)
@@ -63,6 +65,7 @@ interface Options {
   deadlineMs: number;
   snapshotEvery: number;
   systems: System[];
+  members: number;
   cpuProfDir: string | undefined;
   scenarios: string[] | undefined;
   rounds: number;
@@ -119,6 +122,7 @@ function parseArgs(argv: readonly string[]): Options | undefined {
     deadlineMs: 5000,
     snapshotEvery: DEFAULT_SNAPSHOT_EVERY,
     systems: ['concord', 'etcd'],
+    members: 3,
     cpuProfDir: undefined,
     scenarios: undefined,
     rounds: 1,
@@ -157,6 +161,12 @@ function parseArgs(argv: readonly string[]): Options | undefined {
         for (const system of systems) if (system !== 'concord' && system !== 'etcd') throw new UsageError(`--systems: unknown system ${JSON.stringify(system)}`);
         if (systems.length === 0) throw new UsageError('--systems: name at least one of concord, etcd');
         options.systems = systems as System[];
+        break;
+      }
+      case '--members': {
+        const members = number(name, value(), 1);
+        if (![1, 3, 5].includes(members)) throw new UsageError(`--members: expected 1, 3 or 5, got ${members}`);
+        options.members = members;
         break;
       }
       case '--cpu-prof-dir': {
@@ -270,15 +280,15 @@ async function measureSystem(
   let names: string[];
   let metricsAddresses: ReadonlyMap<string, string> | undefined;
   if (system === 'concord') {
-    const { addresses, metrics } = await startConcordGroup(set, dataDir, root, options.snapshotEvery, options.cpuProfDir);
+    const { addresses, metrics } = await startConcordGroup(set, dataDir, root, options.snapshotEvery, options.members, options.cpuProfDir);
     metricsAddresses = metrics;
     names = [...addresses.keys()];
-    progress(`concord: 3 shard replicas of g1 on ${[...addresses.values()].join(', ')}`);
+    progress(`concord: ${options.members} shard replica(s) of g1 on ${[...addresses.values()].join(', ')}`);
     target = await concordTarget(addresses, options.deadlineMs);
   } else {
-    const urls = await startEtcdCluster(set, dataDir, root, options.snapshotEvery);
+    const urls = await startEtcdCluster(set, dataDir, root, options.snapshotEvery, options.members);
     names = [...urls.keys()];
-    progress(`etcd ${etcdVersion()}: 3 members, clients on ${[...urls.values()].join(', ')}`);
+    progress(`etcd ${etcdVersion()}: ${options.members} member(s), clients on ${[...urls.values()].join(', ')}`);
     target = await etcdTarget(urls, options.deadlineMs);
   }
   try {
@@ -370,7 +380,7 @@ async function report(options: Options, machine: MachineInfo, results: Result[])
       deadline_ms: options.deadlineMs,
       snapshot_every: options.snapshotEvery,
       rounds: options.rounds,
-      replicas: 3,
+      replicas: options.members,
       fsync: true,
       get_consistency: 'linearizable',
       concord: 'one shard group (raft engine), generated ShardClient to the leader, one HTTP/2 connection',
