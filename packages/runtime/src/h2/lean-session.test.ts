@@ -72,6 +72,15 @@ function scan(client: KVClient, limit: number): Promise<ScanResponse[]> {
   });
 }
 
+/** The header fields of a gRPC Put request, as a client writes them. */
+const PUT_FIELDS = [':method', 'POST', ':scheme', 'http', ':path', '/concord.v1.KV/Put', ':authority', 'x', 'content-type', 'application/grpc', 'te', 'trailers'];
+
+/** A Put request as the payload of a DATA frame: the gRPC length prefix and the message. */
+function putMessage(key: string, value: string): Buffer {
+  const request = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key, value: Buffer.from(value) })).finish());
+  return Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]);
+}
+
 async function servedBy(metrics: Metrics): Promise<{ lean: number; node: number }> {
   const text = await metrics.exposition();
   const count = (label: string): number => Number(new RegExp(`concord_grpc_server_connections_total\\{served_by="${label}"\\} (\\d+)`).exec(text)?.[1] ?? 0);
@@ -208,10 +217,8 @@ test('the HTTP/2 of a lean connection: PINGs, a call written by hand, and GOAWAY
     raw.send(6, 0, 0, Buffer.from('pingpong'));
     const pong = await raw.waitFor('a PING acknowledgement', (f) => f.type === 6 && f.flags === 1);
     assert.equal(pong.payload.toString(), 'pingpong');
-    const request = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: 'k', value: Buffer.from('12345') })).finish());
-    const message = Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]);
-    raw.send(1, 0x4, 1, encodeFields([':method', 'POST', ':scheme', 'http', ':path', '/concord.v1.KV/Put', ':authority', 'x', 'content-type', 'application/grpc', 'te', 'trailers']));
-    raw.send(0, 0x1, 1, message);
+    raw.send(1, 0x4, 1, encodeFields(PUT_FIELDS));
+    raw.send(0, 0x1, 1, putMessage('k', '12345'));
     const decoder = new HpackDecoder();
     const headers = await raw.waitFor('response headers', (f) => f.type === 1 && f.stream === 1);
     assert.deepEqual(decoder.decode(headers.payload).slice(0, 2), [':status', '200']);
@@ -333,9 +340,8 @@ test('a client that waits for its SETTINGS to be acknowledged before its first r
     // Nothing more until the acknowledgement: the sniffer gives up waiting for a request and the
     // connection goes to node:http2, which acknowledges the client's SETTINGS exactly once.
     await raw.waitFor('the acknowledgement of the client SETTINGS', (f) => f.type === 4 && f.flags === 1);
-    const request = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: 'k', value: Buffer.from('123') })).finish());
-    raw.send(1, 0x4, 1, encodeFields([':method', 'POST', ':scheme', 'http', ':path', '/concord.v1.KV/Put', ':authority', 'x', 'content-type', 'application/grpc', 'te', 'trailers']));
-    raw.send(0, 0x1, 1, Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]));
+    raw.send(1, 0x4, 1, encodeFields(PUT_FIELDS));
+    raw.send(0, 0x1, 1, putMessage('k', '123'));
     await raw.waitFor('the answer', (f) => f.type === 1 && f.stream === 1 && (f.flags & 0x1) !== 0);
     assert.equal(raw.frames.filter((f) => f.type === 4 && f.flags === 1).length, 1, 'one acknowledgement');
     assert.equal(raw.frames.filter((f) => f.type === 7).length, 0, 'no GOAWAY');
@@ -353,9 +359,8 @@ test('a malformed request on a lean connection is reset (PROTOCOL_ERROR); the co
     await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
     raw.send(4, 0, 0);
     raw.send(4, 1, 0);
-    const request = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: 'k', value: Buffer.from('12345') })).finish());
-    const message = Buffer.concat([Buffer.from([0, 0, 0, 0, request.length]), request]);
-    const fields = [':method', 'POST', ':scheme', 'http', ':path', '/concord.v1.KV/Put', ':authority', 'x', 'content-type', 'application/grpc', 'te', 'trailers'];
+    const message = putMessage('k', '12345');
+    const fields = PUT_FIELDS;
     raw.send(1, 0x4, 1, encodeFields(fields));
     raw.send(0, 0x1, 1, message);
     await raw.waitFor('the first answer', (f) => f.type === 1 && f.stream === 1 && (f.flags & 0x1) !== 0);
@@ -392,7 +397,7 @@ test('a client that opens streams and resets them at once (rapid reset) is cut o
     await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
     raw.send(4, 0, 0);
     raw.send(4, 1, 0);
-    const fields = [':method', 'POST', ':scheme', 'http', ':path', '/concord.v1.KV/Put', ':authority', 'x', 'content-type', 'application/grpc', 'te', 'trailers'];
+    const fields = PUT_FIELDS;
     const cancel = Buffer.from([0, 0, 0, 8]);
     // More than the burst of 1000 in one go: each stream starts a call, and is reset before its answer.
     for (let stream = 1; stream <= 2 * 1100; stream += 2) {
