@@ -294,6 +294,38 @@ describe('RaftGroup over gRPC', () => {
     assert.ok(outcome?.kind === 'failed' && /stopped answering/.test(outcome.reason), JSON.stringify(outcome));
   });
 
+  it('a leader applies entries an acknowledgement commits while it is still writing later ones', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    await proposeOnLeader(cluster, 'warm=1');
+    const leader = await cluster.leader();
+    // The leader's write of the batch holding 'slow' takes a second; the acknowledgements of the
+    // batch before it ('first') come back meanwhile.
+    const storage = (leader.group as unknown as { storage: { persist(update: { entries: { data: Uint8Array }[] }): Promise<void> } }).storage;
+    const persist = storage.persist.bind(storage);
+    let slowWriteDone = false;
+    storage.persist = async (update) => {
+      if (update.entries.some((entry) => Buffer.from(entry.data).includes('slow=2'))) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        slowWriteDone = true;
+      }
+      return persist(update);
+    };
+    const first = leader.group.propose(command('first=1')).then((outcome) => ({ outcome, beforeSlowWrite: !slowWriteDone }));
+    // Queued while 'first' is being written: the next batch.
+    await new Promise((resolve) => setImmediate(resolve));
+    const slow = leader.group.propose(command('slow=2'));
+    const answered = await first;
+    assert.equal(answered.outcome.kind, 'applied', JSON.stringify(answered.outcome));
+    assert.ok(answered.beforeSlowWrite, "'first' was answered only after the write of the next batch");
+    assert.equal(leader.machine.values.get('first'), '1');
+    assert.equal((await slow).kind, 'applied');
+    assert.equal(leader.machine.values.get('slow'), '2');
+    // Every member applies the same entries in the same order.
+    const index = leader.group.status().appliedIndex;
+    await eventually('all members apply everything', () => appliedEverywhere(cluster!.running(), index));
+    for (const member of cluster.running()) assert.deepEqual([...member.machine.values], [...leader.machine.values]);
+  });
+
   it('adds a learner, promotes it, and removes a member', async () => {
     // Snapshots every few entries: the new member's first contact is a snapshot, whose membership
     // and addresses are all it knows about the group.

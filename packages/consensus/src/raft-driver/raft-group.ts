@@ -277,6 +277,11 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
   private running: Promise<void> | undefined;
 
   private applied = 0;
+  /**
+   * While a leader's Ready is being written: its term, and the last index that was durable before
+   * it. Acknowledgements that arrive meanwhile are stepped at once (stepAcknowledgement).
+   */
+  private writing: { term: number; durableUpTo: number } | undefined;
   /** Membership as of `applied` (the core's membership() also counts changes not applied yet). */
   private appliedMembership: Membership = { voters: [], learners: [] };
   /** Where members listen: routing only, never membership. */
@@ -668,6 +673,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     return {
       receive: (message, senderAddress) => {
         if (this.state !== 'running') return;
+        if (this.writing !== undefined && this.stepAcknowledgement(message, senderAddress)) return;
         if (this.queuedMessages >= this.maxQueuedMessages) return;
         this.queuedMessages++;
         this.enqueue({ kind: 'message', message, senderAddress });
@@ -896,8 +902,8 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       // everything when a snapshot is to be installed first.
       const committed = ready.committedEntries;
       let applyNow = 0;
+      const durableUpTo = Math.min(storage.lastIndex, (ready.entries[0]?.index ?? Infinity) - 1);
       if (ready.snapshot === undefined) {
-        const durableUpTo = Math.min(storage.lastIndex, (ready.entries[0]?.index ?? Infinity) - 1);
         while (applyNow < committed.length && committed[applyNow]!.index <= durableUpTo) applyNow++;
         for (let i = 0; i < applyNow; i++) this.applyEntry(committed[i]!);
         // Reads wait for applied ≥ their index only: they may go now too.
@@ -916,15 +922,23 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       if (ready.hardState !== undefined) update.hardState = ready.hardState;
       if (receivedPayload !== undefined) update.snapshot = receivedPayload;
       const persistStarted = performance.now();
-      await storage.persist(update);
+      // A leader steps acknowledgements while it writes (see stepAcknowledgement).
+      const leadingTerm = ready.snapshot === undefined ? core.leadingTerm() : undefined;
+      if (leadingTerm !== undefined) this.writing = { term: leadingTerm, durableUpTo };
+      try {
+        await storage.persist(update);
+      } finally {
+        this.writing = undefined;
+      }
       // A Ready with a received snapshot also writes the snapshot file: not a WAL append to time.
       if (receivedPayload === undefined && (ready.entries.length > 0 || ready.hardState !== undefined)) {
         this.metrics.walAppended((performance.now() - persistStarted) / 1000);
       }
       if (ready.entries.length > 0) this.metrics.appendBatch('persist', ready.entries.length);
 
-      // Durable now. The Ready in hand is still exactly what the core asked for: nothing else
-      // touches the core while the loop awaits.
+      // Durable now. The Ready in hand is still exactly what the core asked for: only
+      // acknowledgements were stepped while the loop awaited (a leader's; their effects, beyond
+      // the entries applied at once, go into the next Ready).
       if (receivedPayload !== undefined) this.installSnapshot(receivedPayload);
       this.noteAddresses(ready.entries);
       this.sendMessages(ready.messagesAfterPersist);
@@ -937,6 +951,34 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       this.observeStatus();
     }
     this.settleTransfers();
+  }
+
+  /**
+   * While the leader awaits its own write, an acknowledgement of its current term is stepped as it
+   * arrives instead of waiting for the write to end, and the entries it commits that were durable
+   * here before the Ready in hand are applied at once: their puts need not wait out a write of
+   * later entries (at 64 requests in flight, a leader is nearly always writing the next batch when
+   * the acknowledgements of the last one come back). The core allows events between ready() and
+   * advance() (what they produce goes into the next Ready, which hands those entries out again;
+   * applyEntry skips them). Only acknowledgements take this path, and only from members whose
+   * address is known: everything else waits for the loop as before. Returns whether it was taken.
+   */
+  private stepAcknowledgement(message: Message, senderAddress: string | undefined): boolean {
+    const writing = this.writing!;
+    if (message.type !== 'append_response' || message.reject || message.term !== writing.term || this.failure !== undefined) return false;
+    if (senderAddress !== undefined && !this.addresses.has(message.from)) return false;
+    try {
+      const core = this.requireCore();
+      this.lastHeard.set(message.from, performance.now());
+      core.step(message);
+      const entries = core.committedSinceReady(this.applied + 1, writing.durableUpTo);
+      if (entries.length === 0) return true;
+      for (const entry of entries) this.applyEntry(entry);
+      this.resolveReads();
+    } catch (error) {
+      this.fail(error);
+    }
+    return true;
   }
 
   /** Answers the transfers whose outcome the core's state now shows (see transferLeadership). */

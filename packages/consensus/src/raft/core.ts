@@ -432,6 +432,25 @@ export class RaftCore {
     return cloneMembership(this.configs.current());
   }
 
+  /** The term this member leads, or undefined when it does not lead. */
+  leadingTerm(): number | undefined {
+    return this.role === 'leader' ? this.term : undefined;
+  }
+
+  /**
+   * For a leader's driver between ready() and advance(): the entries that events fed meanwhile
+   * committed, from `from` up to the commit index and no further than `durableUpTo` (what was
+   * stored before the Ready in hand). Read-only: the next Ready hands them out again among its
+   * committedEntries, and a driver that applied them already skips them. Empty unless this member
+   * leads.
+   */
+  committedSinceReady(from: number, durableUpTo: number): Entry[] {
+    if (this.role !== 'leader') return [];
+    const to = Math.min(this.log.committed, durableUpTo, this.log.lastIndex());
+    if (to < from || from < this.log.firstIndex()) return [];
+    return this.log.slice(from, to + 1);
+  }
+
   status(): RaftStatus {
     const status: RaftStatus = {
       id: this.id,
