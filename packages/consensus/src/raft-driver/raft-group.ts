@@ -937,8 +937,8 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       if (ready.entries.length > 0) this.metrics.appendBatch('persist', ready.entries.length);
 
       // Durable now. The Ready in hand is still exactly what the core asked for: only
-      // acknowledgements were stepped while the loop awaited (a leader's; their effects, beyond
-      // the entries applied at once, go into the next Ready).
+      // acknowledgements were stepped while the loop awaited (a leader's; what they produce,
+      // beyond the entries applied at once, goes into the next Ready).
       if (receivedPayload !== undefined) this.installSnapshot(receivedPayload);
       this.noteAddresses(ready.entries);
       this.sendMessages(ready.messagesAfterPersist);
@@ -959,9 +959,10 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
    * here before the Ready in hand are applied at once: their puts need not wait out a write of
    * later entries (at 64 requests in flight, a leader is nearly always writing the next batch when
    * the acknowledgements of the last one come back). The core allows events between ready() and
-   * advance() (what they produce goes into the next Ready, which hands those entries out again;
-   * applyEntry skips them). Only acknowledgements take this path, and only from members whose
-   * address is known: everything else waits for the loop as before. Returns whether it was taken.
+   * advance() (what they produce goes into the next Ready) and counts the entries handed out here
+   * as applied (RaftCore.applyCommittedSinceReady). Only acknowledgements take this path, and only
+   * from members whose address is known: everything else waits for the loop as before. Returns
+   * whether it was taken.
    */
   private stepAcknowledgement(message: Message, senderAddress: string | undefined): boolean {
     const writing = this.writing!;
@@ -971,7 +972,7 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
       const core = this.requireCore();
       this.lastHeard.set(message.from, performance.now());
       core.step(message);
-      const entries = core.committedSinceReady(this.applied + 1, writing.durableUpTo);
+      const entries = core.applyCommittedSinceReady(this.applied, writing.durableUpTo);
       if (entries.length === 0) return true;
       for (const entry of entries) this.applyEntry(entry);
       this.resolveReads();

@@ -439,16 +439,24 @@ export class RaftCore {
 
   /**
    * For a leader's driver between ready() and advance(): the entries that events fed meanwhile
-   * committed, from `from` up to the commit index and no further than `durableUpTo` (what was
-   * stored before the Ready in hand). Read-only: the next Ready hands them out again among its
-   * committedEntries, and a driver that applied them already skips them. Empty unless this member
-   * leads.
+   * (acknowledgements) committed beyond those of the Ready in hand, up to `durableUpTo` (the last
+   * index stored before that Ready). The driver applies them now, in order; they count as applied
+   * from here on, so the next Ready does not hand them out again. `applied` is what the driver has
+   * applied: the Ready's own committed entries must be applied first (nothing is handed out
+   * before). Empty unless this member leads with a Ready in hand.
    */
-  committedSinceReady(from: number, durableUpTo: number): Entry[] {
-    if (this.role !== 'leader') return [];
-    const to = Math.min(this.log.committed, durableUpTo, this.log.lastIndex());
+  applyCommittedSinceReady(applied: number, durableUpTo: number): Entry[] {
+    const accepted = this.accepted;
+    if (this.role !== 'leader' || accepted === undefined || this.log.pendingSnapshot() !== undefined) return [];
+    const handedOut = Math.max(this.log.applied, accepted.appliedIndex ?? 0);
+    if (applied !== handedOut) return [];
+    const from = handedOut + 1;
+    const to = Math.min(this.log.committed, durableUpTo);
     if (to < from || from < this.log.firstIndex()) return [];
-    return this.log.slice(from, to + 1);
+    const entries = this.log.slice(from, to + 1);
+    const last = entries.at(-1);
+    if (last !== undefined) this.log.appliedTo(last.index);
+    return entries;
   }
 
   status(): RaftStatus {

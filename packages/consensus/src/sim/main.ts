@@ -173,7 +173,7 @@ function describeStats(r: SimulationResult): string {
     `${r.ticks} ${r.stepsPerTick > 1 ? 'steps' : 'ticks'}, ${s.events} events, ${s.elections} leaders, ${s.committed} entries committed, ` +
     `${s.crashes} crashes (${s.tornRecordsDropped} torn records dropped, ${s.unsyncedRecordsKept} unsynced kept), ` +
     `${s.partitions} partitions, ${s.membershipChanges} membership changes, ${s.compactions} compactions, ` +
-    `${s.snapshotsInstalled} snapshots installed; ops ok=${s.opsOk} unknown=${s.opsUnknown} discarded=${s.opsDiscarded}; ` +
+    `${s.snapshotsInstalled} snapshots installed, ${s.appliedDuringWrite} entries applied during a leader's write; ops ok=${s.opsOk} unknown=${s.opsUnknown} discarded=${s.opsDiscarded}; ` +
     `liveness in ${s.livenessTicks} ticks; linearizability ${r.linearizability} over ${r.operations} ops` +
     (r.scenario === 'random' ? '' : `; ${r.scenario} rounds ${s.nemesisRounds} (${s.nemesisStrikes} struck, ${s.nemesisAbandoned} given up)`)
   );
@@ -266,7 +266,7 @@ async function main(): Promise<void> {
     `sim: over all seeds: ${t('elections')} leaders elected, ${t('committed')} entries committed, ${t('crashes')} crashes ` +
       `(${t('tornRecordsDropped')} torn records dropped, ${t('unsyncedRecordsKept')} unsynced records kept), ${t('pauses')} pauses, ` +
       `${t('partitions')} partitions, ${t('membershipChanges')} membership changes, ${t('compactions')} compactions, ` +
-      `${t('snapshotsInstalled')} snapshots installed; ` +
+      `${t('snapshotsInstalled')} snapshots installed, ${t('appliedDuringWrite')} entries applied during a leader's write; ` +
       `client operations ok=${t('opsOk')} unknown=${t('opsUnknown')} discarded=${t('opsDiscarded')}`,
   );
   const scenarios = SCENARIOS.filter((name) => byScenario.has(name)).map((name) => {

@@ -3,9 +3,12 @@
 //
 //   ready()  → write the record (snapshot, entries, HardState) to the disk, unsynced;
 //              send rd.messages at once (nothing in them depends on the write);
-//   …fsync completes some ticks later (meanwhile ticks, messages and proposals keep being fed) →
-//              the record is durable; send rd.messagesAfterPersist; install rd.snapshot;
-//              apply rd.committedEntries; hand out rd.readStates; advance().
+//   …fsync completes some ticks later (meanwhile ticks, messages and proposals keep being fed;
+//              a leader applies at once what an acknowledgement fed meanwhile commits of entries
+//              durable before this Ready, core.applyCommittedSinceReady, as the production driver
+//              does) → the record is durable; send rd.messagesAfterPersist; install rd.snapshot;
+//              apply the rest of rd.committedEntries (those durable before the Ready were applied
+//              when it was handed out); hand out rd.readStates; advance().
 //   Between Readies, at random moments, it snapshots the state machine and compacts the log.
 //
 // A crash drops everything in memory (core, state machine, pending client requests) and leaves the
@@ -58,6 +61,8 @@ export interface ServerStats {
   restarts: number;
   tornRecordsDropped: number;
   unsyncedRecordsKept: number;
+  /** Entries a leader applied while writing a later Ready (core.applyCommittedSinceReady). */
+  appliedDuringWrite: number;
 }
 
 interface PendingWrite {
@@ -89,9 +94,11 @@ export class SimServer {
     restarts: 0,
     tornRecordsDropped: 0,
     unsyncedRecordsKept: 0,
+    appliedDuringWrite: 0,
   };
   private kv = new KvStateMachine();
-  private syncing: { rd: Ready; at: number } | undefined;
+  /** The Ready being written; `appliedEarly`: how many of its committed entries were applied at hand-out. */
+  private syncing: { rd: Ready; at: number; durableUpTo: number; appliedEarly: number } | undefined;
   private readonly proposals = new Map<number, PendingWrite>();
   private readonly reads = new Map<string, PendingRead>();
   /** Snapshot data streamed with snapshot messages, by snapshot index, until a Ready installs it. */
@@ -130,6 +137,14 @@ export class SimServer {
       this.snapshotStepped = true;
     }
     this.core.step(m);
+    // As the production driver does while a leader writes: apply what an acknowledgement commits
+    // of the entries that were durable before the Ready in hand.
+    if (this.syncing !== undefined && m.type === 'append_response' && !m.reject) {
+      const early = this.core.applyCommittedSinceReady(this.applied, this.syncing.durableUpTo);
+      for (const e of early) this.apply(e);
+      this.stats.appliedDuringWrite += early.length;
+      if (early.length > 0) this.serveReads();
+    }
     const status = this.observe();
     if (m.type === 'read_index' && m.context !== undefined && status.role === 'leader') {
       this.host.checkers.onReadReceived(this.id, decoder.decode(m.context), status.term, this.host.now);
@@ -189,9 +204,18 @@ export class SimServer {
     for (let round = 0; round < 8; round++) {
       if (!this.alive || this.syncing !== undefined || !this.core.hasReady()) return;
       const rd = this.core.ready();
+      // Every earlier record is synced (no Ready is handed out while one is being written).
+      const durableUpTo = Math.min(this.disk.lastIndex(), (rd.entries[0]?.index ?? Infinity) - 1);
       this.handOut(rd);
+      // Committed entries durable before this Ready are applied now, before the write, as the
+      // production driver does (core.ts allows it when no snapshot is to be installed).
+      let appliedEarly = 0;
+      if (rd.snapshot === undefined) {
+        while (appliedEarly < rd.committedEntries.length && rd.committedEntries[appliedEarly]!.index <= durableUpTo) this.apply(rd.committedEntries[appliedEarly++]!);
+        if (appliedEarly > 0) this.serveReads();
+      }
       const delay = this.host.fsyncDelay();
-      this.syncing = { rd, at: this.host.now + delay };
+      this.syncing = { rd, at: this.host.now + delay, durableUpTo, appliedEarly };
       if (delay > 0) return;
       this.completeSync();
     }
@@ -244,7 +268,7 @@ export class SimServer {
     this.host.trace.event(this.host.now, this.id, 'synced', () => `durable through ${disk.lastIndex()}, term ${disk.hardState.term}`);
     if (this.flaw !== 'ack-before-persist') for (const m of rd.messagesAfterPersist) this.sendAfterPersist(m);
     if (record.snapshot !== undefined) this.installSnapshot(record.snapshot.meta.index, record.snapshot.data);
-    for (const e of rd.committedEntries) this.apply(e);
+    for (const e of rd.committedEntries.slice(syncing.appliedEarly)) this.apply(e);
     for (const rs of rd.readStates) {
       const read = this.reads.get(decoder.decode(rs.context));
       if (read !== undefined) read.index = rs.index;

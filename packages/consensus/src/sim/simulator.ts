@@ -128,6 +128,8 @@ export interface SimulationStats {
   snapshotsInstalled: number;
   tornRecordsDropped: number;
   unsyncedRecordsKept: number;
+  /** Entries leaders applied while writing a later Ready. */
+  appliedDuringWrite: number;
   opsOk: number;
   opsUnknown: number;
   opsDiscarded: number;
@@ -764,6 +766,7 @@ class Simulation implements FaultTarget, ClientWorld, ServerHost {
       snapshotsInstalled: sum((s) => s.stats.snapshotsInstalled),
       tornRecordsDropped: sum((s) => s.stats.tornRecordsDropped),
       unsyncedRecordsKept: sum((s) => s.stats.unsyncedRecordsKept),
+      appliedDuringWrite: sum((s) => s.stats.appliedDuringWrite),
       opsOk: clients.reduce((n, c) => n + c.stats.ok, 0),
       opsUnknown: clients.reduce((n, c) => n + c.stats.unknown, 0),
       opsDiscarded: clients.reduce((n, c) => n + c.stats.discarded, 0),
