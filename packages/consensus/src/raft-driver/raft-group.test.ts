@@ -326,6 +326,26 @@ describe('RaftGroup over gRPC', () => {
     for (const member of cluster.running()) assert.deepEqual([...member.machine.values], [...leader.machine.values]);
   });
 
+  it('a leader appends the proposals of one turn of the event loop as one batch', async () => {
+    cluster = await TestCluster.start(['a', 'b', 'c']);
+    await proposeOnLeader(cluster, 'warm=1');
+    const leader = await cluster.leader();
+    const storage = (leader.group as unknown as { storage: { persist(update: { entries: unknown[] }): Promise<void> } }).storage;
+    const persist = storage.persist.bind(storage);
+    const written: number[] = [];
+    storage.persist = (update) => {
+      if (update.entries.length > 0) written.push(update.entries.length);
+      return persist(update);
+    };
+    // Twenty calls in one turn, as one read of a busy connection delivers them.
+    const outcomes = await Promise.all(Array.from({ length: 20 }, (_, i) => leader.group.propose(command(`batch${i}=x`))));
+    for (const outcome of outcomes) assert.equal(outcome.kind, 'applied', JSON.stringify(outcome));
+    // Not a write of the first alone followed by one of the other nineteen.
+    assert.deepEqual(written, [20]);
+    const indexes = outcomes.map((outcome) => (outcome.kind === 'applied' ? outcome.index : 0));
+    assert.deepEqual(indexes, indexes.map((_, i) => indexes[0]! + i), 'in the order they were proposed');
+  });
+
   it('adds a learner, promotes it, and removes a member', async () => {
     // Snapshots every few entries: the new member's first contact is a snapshot, whose membership
     // and addresses are all it knows about the group.

@@ -692,12 +692,28 @@ export class RaftGroup<Result> implements ConsensusGroup<Result> {
     };
   }
 
+  /** A start of the loop for queued proposals is scheduled (see enqueue). */
+  private proposalsPending = false;
+
   private enqueue(event: GroupEvent): void {
     if (this.failure !== undefined) {
       this.abandonEvent(event, 'group failed');
       return;
     }
     this.queue.push(event);
+    if (event.kind === 'propose') {
+      // Proposals that arrive in one turn of the event loop (the calls that one read of a socket
+      // delivered, say) go into one Ready: the loop starts after them rather than at the first,
+      // which would send and write that one alone and leave the rest waiting for its write.
+      if (!this.proposalsPending) {
+        this.proposalsPending = true;
+        setImmediate(() => {
+          this.proposalsPending = false;
+          void this.schedule();
+        });
+      }
+      return;
+    }
     void this.schedule();
   }
 
