@@ -10,27 +10,16 @@ import { rmSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
-import { Etcd3 } from 'etcd3';
-import { ReadConsistency } from '@concord/proto/common';
-import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
-import { runClosedLoop, type ClosedLoopOptions } from '../closed-loop.js';
+import { runClosedLoop, type ClosedLoopResult } from '../closed-loop.js';
 import { CpuSampler, machineBusyShare, type CpuSample, type CpuUse } from '../cpu.js';
 import { ERROR_RATE_WARNING, formatSummary, machineInfo, ratio, summarize, type LoopSummary, type MachineInfo } from '../report.js';
+import { epochNow, mergeLoops, operationFor, shareOut, startClientThreads, type ClientThreads } from './client-threads.js';
 import { ETCD_BINARY, ProcessSet, ensureEtcd, etcdVersion, startConcordGroup, startEtcdCluster } from './processes.js';
+import { KEY_BYTES, VALUE_BYTES, benchKey, connectTarget, sleep, type Op, type System, type Target } from './targets.js';
 
-const KEY_BYTES = 16;
-const VALUE_BYTES = 256;
 const BUSY_SAMPLE_MS = 500;
 const BUSY_WARNING = 0.2;
 const OTHER_CORES_WARNING = 0.2;
-const LEADER_TIMEOUT_MS = 30_000;
-/** Enough for a 1 MiB value plus framing, like the Concord SDK. */
-const SHARD_CHANNEL_OPTIONS = {
-  'grpc.max_send_message_length': 8 * 1024 * 1024,
-  'grpc.max_receive_message_length': 8 * 1024 * 1024,
-  'grpc.enable_channelz': 0,
-};
 
 /** Log entries between snapshots on both sides unless --snapshot-every says otherwise: Concord's own default. */
 const DEFAULT_SNAPSHOT_EVERY = 10_000;
@@ -56,6 +45,9 @@ Needs ${ETCD_BINARY} (Debian package etcd-server; installed with apt-get when ru
                       put-c256 (not run by default: how throughput grows with requests in flight)
   --rounds <n>        let the systems take turns n times, fresh clusters each time, order
                       alternating (default 1); ratios are the medians of the rounds' ratios
+  --client-threads <n> share each scenario's requests in flight between n threads of the load
+                      generator, each with its own client, connection and heap (default 1: one
+                      thread, one connection)
 `;
 
 interface Options {
@@ -69,10 +61,9 @@ interface Options {
   cpuProfDir: string | undefined;
   scenarios: string[] | undefined;
   rounds: number;
+  clientThreads: number;
 }
 
-type System = 'concord' | 'etcd';
-type Op = 'put' | 'get';
 
 interface Scenario {
   id: string;
@@ -101,15 +92,8 @@ interface Result extends LoopSummary {
   /** Concord only: WAL appends (one fsync each) per second and entries per append, by role. */
   wal_appends?: Record<string, WalAppendUse>;
   leader_changed?: string;
-}
-
-/** What one system offers the loop: its write, its linearizable read, and who leads. */
-interface Target {
-  put(key: string, value: Buffer): Promise<void>;
-  get(key: string): Promise<Buffer | undefined>;
-  /** The leader's process name (for the CPU roles and to detect a change). */
-  leader(): Promise<string>;
-  close(): void;
+  /** With --client-threads above 1: the successful requests of the window, by thread (main thread first). */
+  ops_by_thread?: number[];
 }
 
 class UsageError extends Error {}
@@ -126,6 +110,7 @@ function parseArgs(argv: readonly string[]): Options | undefined {
     cpuProfDir: undefined,
     scenarios: undefined,
     rounds: 1,
+    clientThreads: 1,
   };
   const number = (flag: string, raw: string | undefined, min: number): number => {
     const value = Number(raw);
@@ -182,6 +167,12 @@ function parseArgs(argv: readonly string[]): Options | undefined {
         options.scenarios = ids;
         break;
       }
+      case '--client-threads': {
+        const threads = number(name, value(), 1);
+        if (!Number.isInteger(threads) || threads > 8) throw new UsageError(`--client-threads: expected a whole number from 1 to 8, got ${threads}`);
+        options.clientThreads = threads;
+        break;
+      }
       case '--rounds': {
         const rounds = number(name, value(), 1);
         if (!Number.isInteger(rounds) || rounds > 20) throw new UsageError(`--rounds: expected a whole number from 1 to 20, got ${rounds}`);
@@ -199,12 +190,6 @@ function progress(line: string): void {
   process.stderr.write(`${line}\n`);
 }
 
-/** `prefix` then the index, zero-padded to KEY_BYTES. */
-function benchKey(prefix: string, index: number): string {
-  return `${prefix}${String(index).padStart(KEY_BYTES - prefix.length, '0')}`;
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 export async function runRaftBench(argv: readonly string[]): Promise<number> {
   let options: Options | undefined;
@@ -276,21 +261,19 @@ async function measureSystem(
   value: Buffer,
 ): Promise<Result[]> {
   const results: Result[] = [];
-  let target: Target;
-  let names: string[];
+  let endpoints: ReadonlyMap<string, string>;
   let metricsAddresses: ReadonlyMap<string, string> | undefined;
   if (system === 'concord') {
     const { addresses, metrics } = await startConcordGroup(set, dataDir, root, options.snapshotEvery, options.members, options.cpuProfDir);
     metricsAddresses = metrics;
-    names = [...addresses.keys()];
+    endpoints = addresses;
     progress(`concord: ${options.members} shard replica(s) of g1 on ${[...addresses.values()].join(', ')}`);
-    target = await concordTarget(addresses, options.deadlineMs);
   } else {
-    const urls = await startEtcdCluster(set, dataDir, root, options.snapshotEvery, options.members);
-    names = [...urls.keys()];
-    progress(`etcd ${etcdVersion()}: ${options.members} member(s), clients on ${[...urls.values()].join(', ')}`);
-    target = await etcdTarget(urls, options.deadlineMs);
+    endpoints = await startEtcdCluster(set, dataDir, root, options.snapshotEvery, options.members);
+    progress(`etcd ${etcdVersion()}: ${options.members} member(s), clients on ${[...endpoints.values()].join(', ')}`);
   }
+  const names = [...endpoints.keys()];
+  const target = await connectTarget(system, endpoints, options.deadlineMs);
   try {
     const leader = await target.leader();
     if (scenarios.some((scenario) => scenario.op === 'get')) {
@@ -299,42 +282,67 @@ async function measureSystem(
     } else {
       progress(`${system}: leader ${leader}`);
     }
-    let nextWrite = 0;
-    let nextRead = 0;
-    for (const scenario of scenarios) {
+    for (const [scenarioIndex, scenario] of scenarios.entries()) {
       const leaderBefore = await target.leader();
       const sampler = new CpuSampler(
         names.map((name) => ({ role: name === leaderBefore ? `${system}_leader` : `${system}_followers`, pid: set.pid(name) })),
       );
-      const operation: ClosedLoopOptions['operation'] =
-        scenario.op === 'put'
-          ? () => target.put(benchKey('w', nextWrite++), value)
-          : async () => {
-              const key = benchKey('r', nextRead++ % options.readKeys);
-              const found = await target.get(key);
-              if (found?.length !== VALUE_BYTES) throw new Error(`get ${key}: a key written before the run is missing`);
-            };
+      // Puts write keys no other thread or scenario writes: w<scenario>t<thread>-<n>.
+      const keyPrefix = (thread: number): string => `w${scenarioIndex}t${thread}-`;
+      const shares = shareOut(scenario.concurrency, options.clientThreads);
+      let threads: ClientThreads | undefined;
+      if (shares.length > 1) {
+        threads = await startClientThreads(
+          shares.slice(1).map((concurrency, i) => ({
+            system,
+            endpoints: [...endpoints],
+            deadlineMs: options.deadlineMs,
+            op: scenario.op,
+            concurrency,
+            keyPrefix: keyPrefix(i + 1),
+            readKeys: options.readKeys,
+            value,
+            warmupMs: options.warmupS * 1000,
+            durationMs: options.durationS * 1000,
+          })),
+        );
+      }
       let windowStart: CpuSample | undefined;
       let windowEnd: CpuSample | undefined;
       let batchesAtStart: Promise<Map<string, WalAppends>> | undefined;
       let batchesAtEnd: Promise<Map<string, WalAppends>> | undefined;
-      const loop = await runClosedLoop({
-        concurrency: scenario.concurrency,
-        warmupMs: options.warmupS * 1000,
-        durationMs: options.durationS * 1000,
-        operation,
-        onWindowStart: () => {
-          windowStart = sampler.sample();
-          if (metricsAddresses !== undefined) batchesAtStart = scrapeWalAppends(metricsAddresses);
-        },
-        onWindowEnd: () => {
-          windowEnd = sampler.sample();
-          if (metricsAddresses !== undefined) batchesAtEnd = scrapeWalAppends(metricsAddresses);
-        },
-      });
-      const summary = summarize(loop);
+      // Every thread's window opens at the same moment, shortly after the threads are told to go.
+      const startAt = epochNow() + (threads === undefined ? 0 : 50);
+      const others = threads?.go(startAt) ?? Promise.resolve([]);
+      // Awaited once the main thread's own loop ends; a thread failing sooner must not go unhandled meanwhile.
+      others.catch(() => undefined);
+      let own: ClosedLoopResult;
+      let opsByThread: number[] | undefined;
+      try {
+        own = await runClosedLoop({
+          concurrency: shares[0]!,
+          warmupMs: startAt - epochNow() + options.warmupS * 1000,
+          durationMs: options.durationS * 1000,
+          operation: operationFor(target, scenario.op, keyPrefix(0), options.readKeys, value),
+          onWindowStart: () => {
+            windowStart = sampler.sample();
+            if (metricsAddresses !== undefined) batchesAtStart = scrapeWalAppends(metricsAddresses);
+          },
+          onWindowEnd: () => {
+            windowEnd = sampler.sample();
+            if (metricsAddresses !== undefined) batchesAtEnd = scrapeWalAppends(metricsAddresses);
+          },
+          });
+        const threadLoops = await others;
+        if (threadLoops.length > 0) opsByThread = [own.ops, ...threadLoops.map((loop) => loop.ops)];
+        own = mergeLoops(own, threadLoops);
+      } finally {
+        await threads?.terminate();
+      }
+      const summary = summarize(own);
       const cpu = windowStart !== undefined && windowEnd !== undefined ? CpuSampler.use(windowStart, windowEnd, summary.ops_per_sec) : {};
       const result: Result = { id: `${system}-${scenario.id}`, round, system, op: scenario.op, concurrency: scenario.concurrency, ...summary, cpu };
+      if (opsByThread !== undefined) result.ops_by_thread = opsByThread;
       if (batchesAtStart !== undefined && batchesAtEnd !== undefined) {
         result.wal_appends = walAppendsInWindow(await batchesAtStart, await batchesAtEnd, leaderBefore, options.durationS);
       }
@@ -383,8 +391,9 @@ async function report(options: Options, machine: MachineInfo, results: Result[])
       replicas: options.members,
       fsync: true,
       get_consistency: 'linearizable',
-      concord: 'one shard group (raft engine), generated ShardClient to the leader, one HTTP/2 connection',
-      etcd: options.systems.includes('etcd') ? `etcd ${etcdVersion()}, etcd3 npm client to the leader` : null,
+      client_threads: options.clientThreads,
+      concord: `one shard group (raft engine), generated ShardClient to the leader, one HTTP/2 connection per client thread`,
+      etcd: options.systems.includes('etcd') ? `etcd ${etcdVersion()}, etcd3 npm client to the leader, one connection per client thread` : null,
     },
     results,
     ratios,
@@ -445,92 +454,6 @@ async function writeReadKeys(target: Target, count: number, value: Buffer): Prom
     }
   };
   await Promise.all(Array.from({ length: 64 }, writer));
-}
-
-// ---------------------------------------------------------------- Concord
-
-function unary<Req, Res>(
-  call: (request: Req, metadata: Metadata, options: { deadline: Date }, callback: (error: ServiceError | null, response: Res) => void) => unknown,
-  request: Req,
-  deadlineMs: number,
-): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    call(request, new Metadata(), { deadline: new Date(Date.now() + deadlineMs) }, (error, response) => (error ? reject(error) : resolve(response)));
-  });
-}
-
-async function concordTarget(addresses: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
-  const clients = new Map([...addresses].map(([name, address]) => [name, new ShardClient(address, credentials.createInsecure(), SHARD_CHANNEL_OPTIONS)]));
-  const close = (): void => {
-    for (const client of clients.values()) client.close();
-  };
-  const findLeader = async (): Promise<{ name: string; status: ShardStatusResponse }> => {
-    const deadline = Date.now() + LEADER_TIMEOUT_MS;
-    for (;;) {
-      for (const [name, client] of clients) {
-        const status = await unary(client.status.bind(client), {}, 1000).catch(() => undefined);
-        if (status?.role === 'LEADER') return { name, status };
-      }
-      if (Date.now() > deadline) throw new Error(`no Concord leader within ${LEADER_TIMEOUT_MS} ms`);
-      await sleep(100);
-    }
-  };
-  try {
-    const { name, status } = await findLeader();
-    const leader = clients.get(name)!;
-    const ringEpoch = status.ringEpoch;
-    return {
-      put: async (key, value) => {
-        await unary(leader.put.bind(leader), { ringEpoch, key, value }, deadlineMs);
-      },
-      get: async (key) => {
-        const found = await unary(leader.get.bind(leader), { ringEpoch, key, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE }, deadlineMs);
-        return found.found ? found.value : undefined;
-      },
-      leader: async () => (await findLeader()).name,
-      close,
-    };
-  } catch (error) {
-    close();
-    throw error;
-  }
-}
-
-// ---------------------------------------------------------------- etcd
-
-async function etcdTarget(urls: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
-  const perMember = new Map([...urls].map(([name, url]) => [name, new Etcd3({ hosts: url })]));
-  const close = (): void => {
-    for (const client of perMember.values()) client.close();
-  };
-  const findLeader = async (): Promise<string> => {
-    const deadline = Date.now() + LEADER_TIMEOUT_MS;
-    for (;;) {
-      for (const [name, client] of perMember) {
-        const status = await client.maintenance.status({ deadline: new Date(Date.now() + 1000) }).catch(() => undefined);
-        if (status !== undefined && status.leader !== '0' && status.leader === status.header.member_id) return name;
-      }
-      if (Date.now() > deadline) throw new Error(`no etcd leader within ${LEADER_TIMEOUT_MS} ms`);
-      await sleep(100);
-    }
-  };
-  try {
-    const leaderName = await findLeader();
-    // One client, one connection, to the leader: the same shape as the Concord side.
-    const leader = perMember.get(leaderName)!;
-    const callOptions = () => ({ deadline: new Date(Date.now() + deadlineMs) });
-    return {
-      put: async (key, value) => {
-        await leader.put(key).value(value).options(callOptions()).exec();
-      },
-      get: async (key) => (await leader.get(key).options(callOptions()).buffer()) ?? undefined,
-      leader: findLeader,
-      close,
-    };
-  } catch (error) {
-    close();
-    throw error;
-  }
 }
 
 /** Totals of a replica's `concord_raft_append_batch_entries{kind="persist"}` histogram: WAL appends with entries, and their entries. */

@@ -1,0 +1,128 @@
+// How the Raft benchmark talks to each system: the write, the linearizable read and who leads,
+// through each system's own client, one HTTP/2 connection to the leader. Used by the main thread
+// and by the load's extra client threads (client-threads.ts).
+import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
+import { Etcd3 } from 'etcd3';
+import { ReadConsistency } from '@concord/proto/common';
+import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
+
+export type System = 'concord' | 'etcd';
+export type Op = 'put' | 'get';
+
+export const KEY_BYTES = 16;
+export const VALUE_BYTES = 256;
+const LEADER_TIMEOUT_MS = 30_000;
+/** Enough for a 1 MiB value plus framing, like the Concord SDK. */
+const SHARD_CHANNEL_OPTIONS = {
+  'grpc.max_send_message_length': 8 * 1024 * 1024,
+  'grpc.max_receive_message_length': 8 * 1024 * 1024,
+  'grpc.enable_channelz': 0,
+};
+
+export /** What one system offers the loop: its write, its linearizable read, and who leads. */
+interface Target {
+  put(key: string, value: Buffer): Promise<void>;
+  get(key: string): Promise<Buffer | undefined>;
+  /** The leader's process name (for the CPU roles and to detect a change). */
+  leader(): Promise<string>;
+  close(): void;
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+export /** `prefix` then the index, zero-padded to KEY_BYTES. */
+function benchKey(prefix: string, index: number): string {
+  return `${prefix}${String(index).padStart(KEY_BYTES - prefix.length, '0')}`;
+}
+
+/** A client of `system` connected to its leader: Concord's shard addresses or etcd's client URLs, by member name. */
+export function connectTarget(system: System, endpoints: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
+  return system === 'concord' ? concordTarget(endpoints, deadlineMs) : etcdTarget(endpoints, deadlineMs);
+}
+
+// ---------------------------------------------------------------- Concord
+
+function unary<Req, Res>(
+  call: (request: Req, metadata: Metadata, options: { deadline: Date }, callback: (error: ServiceError | null, response: Res) => void) => unknown,
+  request: Req,
+  deadlineMs: number,
+): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    call(request, new Metadata(), { deadline: new Date(Date.now() + deadlineMs) }, (error, response) => (error ? reject(error) : resolve(response)));
+  });
+}
+
+async function concordTarget(addresses: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
+  const clients = new Map([...addresses].map(([name, address]) => [name, new ShardClient(address, credentials.createInsecure(), SHARD_CHANNEL_OPTIONS)]));
+  const close = (): void => {
+    for (const client of clients.values()) client.close();
+  };
+  const findLeader = async (): Promise<{ name: string; status: ShardStatusResponse }> => {
+    const deadline = Date.now() + LEADER_TIMEOUT_MS;
+    for (;;) {
+      for (const [name, client] of clients) {
+        const status = await unary(client.status.bind(client), {}, 1000).catch(() => undefined);
+        if (status?.role === 'LEADER') return { name, status };
+      }
+      if (Date.now() > deadline) throw new Error(`no Concord leader within ${LEADER_TIMEOUT_MS} ms`);
+      await sleep(100);
+    }
+  };
+  try {
+    const { name, status } = await findLeader();
+    const leader = clients.get(name)!;
+    const ringEpoch = status.ringEpoch;
+    return {
+      put: async (key, value) => {
+        await unary(leader.put.bind(leader), { ringEpoch, key, value }, deadlineMs);
+      },
+      get: async (key) => {
+        const found = await unary(leader.get.bind(leader), { ringEpoch, key, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE }, deadlineMs);
+        return found.found ? found.value : undefined;
+      },
+      leader: async () => (await findLeader()).name,
+      close,
+    };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}
+
+// ---------------------------------------------------------------- etcd
+
+async function etcdTarget(urls: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
+  const perMember = new Map([...urls].map(([name, url]) => [name, new Etcd3({ hosts: url })]));
+  const close = (): void => {
+    for (const client of perMember.values()) client.close();
+  };
+  const findLeader = async (): Promise<string> => {
+    const deadline = Date.now() + LEADER_TIMEOUT_MS;
+    for (;;) {
+      for (const [name, client] of perMember) {
+        const status = await client.maintenance.status({ deadline: new Date(Date.now() + 1000) }).catch(() => undefined);
+        if (status !== undefined && status.leader !== '0' && status.leader === status.header.member_id) return name;
+      }
+      if (Date.now() > deadline) throw new Error(`no etcd leader within ${LEADER_TIMEOUT_MS} ms`);
+      await sleep(100);
+    }
+  };
+  try {
+    const leaderName = await findLeader();
+    // One client, one connection, to the leader: the same shape as the Concord side.
+    const leader = perMember.get(leaderName)!;
+    const callOptions = () => ({ deadline: new Date(Date.now() + deadlineMs) });
+    return {
+      put: async (key, value) => {
+        await leader.put(key).value(value).options(callOptions()).exec();
+      },
+      get: async (key) => (await leader.get(key).options(callOptions()).buffer()) ?? undefined,
+      leader: findLeader,
+      close,
+    };
+  } catch (error) {
+    close();
+    throw error;
+  }
+}
+
