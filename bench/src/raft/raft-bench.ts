@@ -64,7 +64,6 @@ interface Options {
   clientThreads: number;
 }
 
-
 interface Scenario {
   id: string;
   op: Op;
@@ -189,7 +188,6 @@ function parseArgs(argv: readonly string[]): Options | undefined {
 function progress(line: string): void {
   process.stderr.write(`${line}\n`);
 }
-
 
 export async function runRaftBench(argv: readonly string[]): Promise<number> {
   let options: Options | undefined;
