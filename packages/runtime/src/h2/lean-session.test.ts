@@ -221,7 +221,8 @@ test('the HTTP/2 of a lean connection: PINGs, a call written by hand, and GOAWAY
     raw.send(0, 0x1, 1, putMessage('k', '12345'));
     const decoder = new HpackDecoder();
     const headers = await raw.waitFor('response headers', (f) => f.type === 1 && f.stream === 1);
-    assert.deepEqual(decoder.decode(headers.payload).slice(0, 2), [':status', '200']);
+    // Only what gRPC needs: every header value costs a Node client an external string per call.
+    assert.deepEqual(decoder.decode(headers.payload), [':status', '200', 'content-type', 'application/grpc+proto']);
     const data = await raw.waitFor('the response message', (f) => f.type === 0 && f.stream === 1);
     assert.equal(data.payload.readUInt32BE(1), data.payload.length - 5);
     const trailers = await raw.waitFor('trailers', (f) => f.type === 1 && f.stream === 1 && (f.flags & 0x1) !== 0);
