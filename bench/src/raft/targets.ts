@@ -72,12 +72,15 @@ async function concordTarget(addresses: ReadonlyMap<string, string>, deadlineMs:
     const { name, status } = await findLeader();
     const leader = clients.get(name)!;
     const ringEpoch = status.ringEpoch;
+    // Bound once, as an application holds its stub: not a function per call.
+    const put = leader.put.bind(leader);
+    const get = leader.get.bind(leader);
     return {
       put: async (key, value) => {
-        await unary(leader.put.bind(leader), { ringEpoch, key, value }, deadlineMs);
+        await unary(put, { ringEpoch, key, value }, deadlineMs);
       },
       get: async (key) => {
-        const found = await unary(leader.get.bind(leader), { ringEpoch, key, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE }, deadlineMs);
+        const found = await unary(get, { ringEpoch, key, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE }, deadlineMs);
         return found.found ? found.value : undefined;
       },
       leader: async () => (await findLeader()).name,
