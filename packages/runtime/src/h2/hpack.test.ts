@@ -138,3 +138,12 @@ test('encodes fields any decoder reads back, long values and unknown names inclu
   // Literals without indexing leave the decoder's table as it was: decoding twice gives the same.
   assert.deepEqual(decoder.decode(encodeFields(fields)), fields);
 });
+
+test('a field that is a whole static-table entry is encoded as its index, one byte', () => {
+  assert.deepEqual([...encodeFields([':status', '200'])], [0x88]);
+  assert.deepEqual([...encodeFields([':method', 'POST'])], [0x83]);
+  // Only the name matches: name index 8 (":status"), then the value as a literal.
+  assert.deepEqual([...encodeFields([':status', '201'])], [0x08, 3, 0x32, 0x30, 0x31]);
+  const fields = [':status', '200', 'content-type', 'application/grpc+proto'];
+  assert.deepEqual(new HpackDecoder().decode(encodeFields(fields)), fields);
+});

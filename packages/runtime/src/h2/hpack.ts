@@ -2,9 +2,9 @@
 //
 // Decoding is complete: indexed fields, literals with and without indexing, never-indexed
 // literals, dynamic table size updates, Huffman-coded strings, and the dynamic table with its size
-// accounting and eviction. Encoding is the simplest conforming subset: every field a literal
-// without indexing (so this side never uses a dynamic table), names from the static table where
-// one matches, strings raw. Answers' headers are few and mostly precomputed (see encodeFields).
+// accounting and eviction. Encoding is the simplest conforming subset: a field that is a whole
+// static-table entry as its index, every other field a literal without indexing (so this side
+// never uses a dynamic table), names from the static table where one matches, strings raw. Answers' headers are few and mostly precomputed (see encodeFields).
 //
 // Strings decode to JS strings in Latin-1, as Node's HTTP/2 does. A field taken from the dynamic
 // table comes back as the same string objects each time it is referenced, so the headers a client
@@ -335,8 +335,11 @@ function latin1(bytes: Uint8Array, start: number, end: number): string {
 
 /** Static table index of each name (its first entry). */
 const STATIC_NAME_INDEX = new Map<string, number>();
-STATIC_TABLE.forEach(([name], i) => {
+/** Fields that are whole static-table entries (`:status: 200`...), keyed by name and value. */
+const STATIC_FIELD_INDEX = new Map<string, number>();
+STATIC_TABLE.forEach(([name, value], i) => {
   if (!STATIC_NAME_INDEX.has(name)) STATIC_NAME_INDEX.set(name, i + 1);
+  if (value !== '') STATIC_FIELD_INDEX.set(`${name}\n${value}`, i + 1);
 });
 
 function pushInteger(out: number[], value: number, prefixBits: number, firstByteFlags: number): void {
@@ -361,13 +364,21 @@ function pushString(out: number[], text: string): void {
 
 /**
  * A header block for `fields` ([name, value, ...], names lowercase, values Latin-1): each field a
- * literal without indexing, which any decoder accepts whatever its dynamic table holds.
+ * static-table index or a literal without indexing, which any decoder accepts whatever its dynamic
+ * table holds.
  */
 export function encodeFields(fields: readonly string[]): Buffer {
   const out: number[] = [];
   for (let i = 0; i < fields.length; i += 2) {
     const name = fields[i]!;
     const value = fields[i + 1]!;
+    // A whole static entry goes as its index. Besides the bytes, a Node client then hands out the
+    // value as a string it keeps for every answer, where a literal costs it a new external string.
+    const field = STATIC_FIELD_INDEX.get(`${name}\n${value}`);
+    if (field !== undefined) {
+      pushInteger(out, field, 7, 0x80);
+      continue;
+    }
     const index = STATIC_NAME_INDEX.get(name);
     if (index !== undefined) {
       pushInteger(out, index, 4, 0);
