@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { HpackDecoder, HpackError, encodeFields, huffmanDecode } from './hpack.js';
+import { HpackAnswerEncoder, HpackDecoder, HpackError, encodeFields, huffmanDecode } from './hpack.js';
 
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ''), 'hex');
 
@@ -146,4 +146,51 @@ test('a field that is a whole static-table entry is encoded as its index, one by
   assert.deepEqual([...encodeFields([':status', '201'])], [0x08, 3, 0x32, 0x30, 0x31]);
   const fields = [':status', '200', 'content-type', 'application/grpc+proto'];
   assert.deepEqual(new HpackDecoder().decode(encodeFields(fields)), fields);
+});
+
+const OK_HEADERS = Object.freeze([':status', '200', 'content-type', 'application/grpc+proto']);
+const OK_TRAILERS = Object.freeze(['grpc-status', '0']);
+
+test('the answer encoder inserts a repeated field once, then sends it as an index', () => {
+  const encoder = new HpackAnswerEncoder();
+  const decoder = new HpackDecoder();
+  const first = encoder.encode(OK_HEADERS);
+  assert.equal(first[1], 0x40 | 31, 'content-type: a literal with incremental indexing, name from the static table');
+  assert.deepEqual(decoder.decode(first), OK_HEADERS);
+  assert.deepEqual(decoder.decode(encoder.encode(OK_TRAILERS)), OK_TRAILERS);
+  // grpc-status went in last: index 62, content-type 63.
+  assert.deepEqual([...encoder.encode(OK_HEADERS)], [0x88, 0xbf]);
+  assert.deepEqual([...encoder.encode(OK_TRAILERS)], [0xbe]);
+  for (let i = 0; i < 3; i++) {
+    assert.deepEqual(decoder.decode(encoder.encode(OK_HEADERS)), OK_HEADERS);
+    assert.deepEqual(decoder.decode(encoder.encode(OK_TRAILERS)), OK_TRAILERS);
+  }
+  // Literal blocks made elsewhere neither change nor need the table.
+  assert.equal(encoder.withPendingUpdate(encodeFields(OK_TRAILERS)).length, encodeFields(OK_TRAILERS).length);
+});
+
+test("the answer encoder follows a smaller table: a size update first, evictions, literals for what does not fit", () => {
+  const encoder = new HpackAnswerEncoder();
+  const decoder = new HpackDecoder();
+  decoder.decode(encoder.encode(OK_HEADERS));
+  decoder.decode(encoder.encode(OK_TRAILERS));
+  // 50 octets hold grpc-status: 0 (11 + 1 + 32) but not content-type (12 + 22 + 32), the older entry.
+  encoder.decoderTableSize(50);
+  const shrunk = encoder.encode(OK_HEADERS);
+  assert.deepEqual([...shrunk.subarray(0, 3)], [0x20 | 31, 50 - 31, 0x88], 'a size update of 50, then :status');
+  assert.deepEqual([...shrunk.subarray(3, 5)], [0x0f, 31 - 15], 'content-type (name 31) as a literal without indexing: it no longer fits');
+  assert.deepEqual(decoder.decode(shrunk), OK_HEADERS);
+  assert.deepEqual([...encoder.encode(OK_TRAILERS)], [0xbe], 'grpc-status is still in the table');
+  assert.deepEqual(decoder.decode(encoder.encode(OK_TRAILERS)), OK_TRAILERS);
+  // A larger size later is not taken up: no update, nothing inserted.
+  encoder.decoderTableSize(4096);
+  assert.deepEqual(decoder.decode(encoder.encode(OK_HEADERS)), OK_HEADERS);
+  assert.equal(encoder.encode(OK_HEADERS)[1], 0x0f, 'still a literal without indexing');
+  // Down to 0: the update leads the next block, whichever kind it is.
+  encoder.decoderTableSize(0);
+  const literal = encoder.withPendingUpdate(encodeFields(OK_TRAILERS));
+  assert.equal(literal[0], 0x20);
+  assert.deepEqual(decoder.decode(literal), OK_TRAILERS);
+  assert.deepEqual(decoder.decode(encoder.encode(OK_TRAILERS)), OK_TRAILERS);
+  assert.notEqual(encoder.encode(OK_TRAILERS)[0], 0xbe, 'no index into an empty table');
 });

@@ -390,3 +390,113 @@ export function encodeFields(fields: readonly string[]): Buffer {
   }
   return Buffer.from(out);
 }
+
+/** RFC 7541 §4.1: an entry counts its name's and value's octets plus 32. */
+const ENTRY_OVERHEAD = 32;
+/** The dynamic table size a decoder starts with (SETTINGS_HEADER_TABLE_SIZE's initial value). */
+const DEFAULT_TABLE_SIZE = 4096;
+/** Dynamic table indexes follow the 61 static entries. */
+const FIRST_DYNAMIC_INDEX = STATIC_TABLE.length + 1;
+
+/**
+ * The encoding side of one connection's dynamic table, for the few fields a server sends on every
+ * answer (`content-type`, `grpc-status: 0`): the first block that carries one inserts it, later
+ * blocks send it as a one-byte index. For a Node client that is more than bytes: it hands a header
+ * value to JavaScript as an external string over the decoder's buffer, and a literal's buffer is
+ * allocated for that answer and freed when a full collection finds the string dead, where an
+ * indexed value's buffer is the table's, shared, only released.
+ *
+ * Follows the decoder's SETTINGS_HEADER_TABLE_SIZE: a smaller size than the one in use is signalled
+ * by a dynamic table size update at the start of the next header block, as the decoder then
+ * requires (RFC 7541 §4.2; nghttp2 fails the connection without it), and evicts what no longer
+ * fits. A larger one is not taken up: the table never needs more than a few entries.
+ *
+ * Blocks refer to the table as it is when they are made, so each must be written before the next
+ * is made: `encode` and `withPendingUpdate` are for the moment of writing. Blocks made ahead of
+ * time (trailers waiting for a flow-control window) are literals without indexing (encodeFields),
+ * valid whatever the table holds, and get any pending size update through `withPendingUpdate`.
+ */
+export class HpackAnswerEncoder {
+  private maxSize = DEFAULT_TABLE_SIZE;
+  private pendingUpdate: number | undefined;
+  /** Newest first: entry i has index FIRST_DYNAMIC_INDEX + i. */
+  private readonly entries: { name: string; value: string; size: number }[] = [];
+  private size = 0;
+  /** Blocks that insert nothing and carry no update, by field list: valid until the table changes. */
+  private readonly stable = new Map<readonly string[], Buffer>();
+
+  /** The decoder announced SETTINGS_HEADER_TABLE_SIZE = `value` in a SETTINGS frame. */
+  decoderTableSize(value: number): void {
+    if (value >= this.maxSize) return;
+    this.maxSize = value;
+    this.pendingUpdate = value;
+    while (this.size > this.maxSize) this.size -= this.entries.pop()!.size;
+    this.stable.clear();
+  }
+
+  /** `block` (made by encodeFields) preceded by the size update the decoder waits for, if one is. */
+  withPendingUpdate(block: Buffer): Buffer {
+    if (this.pendingUpdate === undefined) return block;
+    const out: number[] = [];
+    this.takeUpdate(out);
+    return Buffer.concat([Buffer.from(out), block]);
+  }
+
+  /**
+   * A block for `fields` ([name, value, ...], a list kept for the connection's life: results are
+   * cached by its identity): whole static entries and fields in the table as indexes, other fields
+   * inserted while they fit, the rest as literals without indexing.
+   */
+  encode(fields: readonly string[]): Buffer {
+    if (this.pendingUpdate === undefined) {
+      const cached = this.stable.get(fields);
+      if (cached !== undefined) return cached;
+    }
+    const out: number[] = [];
+    let reusable = !this.takeUpdate(out);
+    for (let i = 0; i < fields.length; i += 2) {
+      const name = fields[i]!;
+      const value = fields[i + 1]!;
+      const field = STATIC_FIELD_INDEX.get(`${name}\n${value}`) ?? this.dynamicIndex(name, value);
+      if (field !== undefined) {
+        pushInteger(out, field, 7, 0x80);
+        continue;
+      }
+      const size = name.length + value.length + ENTRY_OVERHEAD;
+      const insert = this.size + size <= this.maxSize;
+      const nameIndex = STATIC_NAME_INDEX.get(name);
+      // Literal with incremental indexing (0x40, 6-bit name index) or without (0x00, 4-bit).
+      if (nameIndex !== undefined) pushInteger(out, nameIndex, insert ? 6 : 4, insert ? 0x40 : 0);
+      else {
+        out.push(insert ? 0x40 : 0);
+        pushString(out, name);
+      }
+      pushString(out, value);
+      if (insert) {
+        this.entries.unshift({ name, value, size });
+        this.size += size;
+        this.stable.clear();
+        reusable = false;
+      }
+    }
+    const block = Buffer.from(out);
+    if (reusable) this.stable.set(fields, block);
+    return block;
+  }
+
+  private dynamicIndex(name: string, value: string): number | undefined {
+    for (let i = 0; i < this.entries.length; i++) {
+      const entry = this.entries[i]!;
+      if (entry.name === name && entry.value === value) return FIRST_DYNAMIC_INDEX + i;
+    }
+    return undefined;
+  }
+
+  /** Writes the pending size update into `out`; whether there was one. */
+  private takeUpdate(out: number[]): boolean {
+    if (this.pendingUpdate === undefined) return false;
+    pushInteger(out, this.pendingUpdate, 5, 0x20);
+    this.pendingUpdate = undefined;
+    return true;
+  }
+}

@@ -31,7 +31,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { OK_TRAILER_LIST, RESPONSE_HEADER_LIST, UnaryCall, type DirectCallEnvironment, type DirectRoute } from '../direct-unary.js';
-import { HpackDecoder, HpackError, encodeFields } from './hpack.js';
+import { HpackAnswerEncoder, HpackDecoder, HpackError, encodeFields } from './hpack.js';
 import { MalformedHeaders, NO_CONTENT_LENGTH, checkRequestHeaders, checkRequestTrailers } from './request-headers.js';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -104,8 +104,7 @@ const SETTINGS_ENABLE_PUSH = 2;
 const SETTINGS_INITIAL_WINDOW_SIZE = 4;
 const SETTINGS_MAX_FRAME_SIZE = 5;
 
-/** An OK answer's headers and trailers, HPACK-encoded once. */
-const OK_HEADERS_BLOCK = encodeFields(RESPONSE_HEADER_LIST);
+/** An OK answer's trailers as a literal block, for trailers that wait for a window (see HpackAnswerEncoder). */
 const OK_TRAILERS_BLOCK = encodeFields(OK_TRAILER_LIST);
 
 class ConnectionError extends Error {
@@ -187,6 +186,8 @@ export class LeanSession {
   private ackTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly decoder = new HpackDecoder();
+  /** This side's dynamic table, in the client's decoder (answers' content-type and grpc-status). */
+  private readonly hpack = new HpackAnswerEncoder();
   /** A header block split over CONTINUATION frames, while it is incomplete. */
   private headerBlock: { parts: Buffer[]; bytes: number } | undefined;
   /** The header block last completed: its stream, END_STREAM flag and fields. */
@@ -757,7 +758,8 @@ export class LeanSession {
         if (value < MAX_FRAME_PAYLOAD || value > 16_777_215) throw new ConnectionError(ErrorCode.PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
         this.peerMaxFrame = value;
       } else if (id === SETTINGS_HEADER_TABLE_SIZE) {
-        // Only literals without indexing are sent: no table to resize.
+        // Its acknowledgement is written before the next header block, which signals the change.
+        this.hpack.decoderTableSize(value);
       }
     }
   }
@@ -826,18 +828,21 @@ export class LeanSession {
   sendAnswer(stream: LeanStream, message: Buffer): void {
     stream.localClosed = true;
     const size = GRPC_PREFIX + message.length;
-    if (size <= stream.sendWindow && size <= this.connectionSendWindow && size <= this.peerMaxFrame && OK_HEADERS_BLOCK.length <= this.peerMaxFrame) {
-      // The usual case: headers, the message and the trailers as three frames in one buffer.
-      const headersEnd = FRAME_HEADER + OK_HEADERS_BLOCK.length;
+    if (size <= stream.sendWindow && size <= this.connectionSendWindow && size <= this.peerMaxFrame) {
+      // The usual case: headers, the message and the trailers as three frames in one buffer. Both
+      // blocks are a few bytes (a frame holds at least 16 KiB), made here as they are written.
+      const headers = this.hpack.encode(RESPONSE_HEADER_LIST);
+      const trailers = this.hpack.encode(OK_TRAILER_LIST);
+      const headersEnd = FRAME_HEADER + headers.length;
       const dataEnd = headersEnd + FRAME_HEADER + size;
-      const out = Buffer.allocUnsafe(dataEnd + FRAME_HEADER + OK_TRAILERS_BLOCK.length);
-      frameHeader(out, 0, OK_HEADERS_BLOCK.length, FrameType.HEADERS, FLAG_END_HEADERS, stream.id);
-      OK_HEADERS_BLOCK.copy(out, FRAME_HEADER);
+      const out = Buffer.allocUnsafe(dataEnd + FRAME_HEADER + trailers.length);
+      frameHeader(out, 0, headers.length, FrameType.HEADERS, FLAG_END_HEADERS, stream.id);
+      headers.copy(out, FRAME_HEADER);
       frameHeader(out, headersEnd, size, FrameType.DATA, 0, stream.id);
       grpcPrefix(out, headersEnd + FRAME_HEADER, message.length);
       message.copy(out, headersEnd + FRAME_HEADER + GRPC_PREFIX);
-      frameHeader(out, dataEnd, OK_TRAILERS_BLOCK.length, FrameType.HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream.id);
-      OK_TRAILERS_BLOCK.copy(out, dataEnd + FRAME_HEADER);
+      frameHeader(out, dataEnd, trailers.length, FrameType.HEADERS, FLAG_END_HEADERS | FLAG_END_STREAM, stream.id);
+      trailers.copy(out, dataEnd + FRAME_HEADER);
       stream.sendWindow -= size;
       this.connectionSendWindow -= size;
       this.write(out);
@@ -845,7 +850,7 @@ export class LeanSession {
       this.scheduleFlush();
       return;
     }
-    this.write(this.headersFrame(stream.id, OK_HEADERS_BLOCK, 0));
+    this.write(this.headersFrame(stream.id, this.hpack.encode(RESPONSE_HEADER_LIST), 0));
     const framed = Buffer.allocUnsafe(size);
     grpcPrefix(framed, 0, message.length);
     message.copy(framed, GRPC_PREFIX);
@@ -873,7 +878,9 @@ export class LeanSession {
     this.closeStream(stream, byCall);
   }
 
-  private headersFrame(streamId: number, block: Buffer, flags: number): Buffer {
+  /** Frames for a header block about to be written (so it carries a pending table size update). */
+  private headersFrame(streamId: number, encoded: Buffer, flags: number): Buffer {
+    const block = this.hpack.withPendingUpdate(encoded);
     // A block larger than the peer's frame size is split into HEADERS and CONTINUATION frames.
     if (block.length <= this.peerMaxFrame) {
       const out = Buffer.allocUnsafe(FRAME_HEADER + block.length);
