@@ -259,3 +259,22 @@ describe('RaftStorage', () => {
     );
   });
 });
+
+describe('the WAL record codec', () => {
+  it('writes 64-bit fields little-endian, exact up to 2^53 - 1, and refuses to read beyond', async () => {
+    const { decodeRecord } = await import('./storage-codec.js');
+    const term = 2 ** 40 + 7;
+    const commit = Number.MAX_SAFE_INTEGER;
+    const record = encodeHardState({ term, commit, vote: 'm1' });
+    // kind, then term and commit as unsigned 64-bit little-endian integers.
+    assert.equal(record.readBigUInt64LE(1), BigInt(term));
+    assert.equal(record.readBigUInt64LE(9), BigInt(commit));
+    assert.deepEqual(decodeRecord(record), { kind: 'hard_state', hardState: { term, commit, vote: 'm1' } });
+    const entries = encodeEntries([{ term: 3, index: 2 ** 33, type: 'normal', data: Buffer.from('x') }]);
+    assert.deepEqual(decodeRecord(entries), { kind: 'entries', entries: [{ term: 3, index: 2 ** 33, type: 'normal', data: Buffer.from('x') }] });
+    const beyond = Buffer.from(record);
+    beyond.writeBigUInt64LE(2n ** 53n, 9);
+    assert.throws(() => decodeRecord(beyond), /commit 9007199254740992 is out of range/);
+    assert.throws(() => encodeHardState({ term: 2 ** 53, commit: 0, vote: '' }), /cannot store/);
+  });
+});
