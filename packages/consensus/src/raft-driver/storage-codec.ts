@@ -69,11 +69,11 @@ const ENTRY_TYPES_BY_CODE = new Map<number, EntryType>(
   (Object.entries(ENTRY_TYPE_CODES) as [EntryType, number][]).map(([type, code]) => [code, type]),
 );
 
-/** A cursor writing into a buffer sized up front. */
-
 const TWO_32 = 2 ** 32;
 /** The high half of Number.MAX_SAFE_INTEGER (2^53 - 1): 2^21 - 1. */
 const MAX_SAFE_HIGH = 2 ** 21 - 1;
+
+/** A cursor writing into a buffer sized up front. */
 class Writer {
   private offset = 0;
   readonly buffer: Buffer;

@@ -2,9 +2,10 @@
 //
 // Decoding is complete: indexed fields, literals with and without indexing, never-indexed
 // literals, dynamic table size updates, Huffman-coded strings, and the dynamic table with its size
-// accounting and eviction. Encoding is the simplest conforming subset: a field that is a whole
-// static-table entry as its index, every other field a literal without indexing (so this side
-// never uses a dynamic table), names from the static table where one matches, strings raw. Answers' headers are few and mostly precomputed (see encodeFields).
+// accounting and eviction. Encoding is a small conforming subset, strings raw, names from the
+// static table where one matches: encodeFields sends a whole static-table entry as its index and
+// every other field as a literal without indexing, valid whatever the decoder's table holds;
+// HpackAnswerEncoder also keeps a connection's dynamic table for the fields every answer repeats.
 //
 // Strings decode to JS strings in Latin-1, as Node's HTTP/2 does. A field taken from the dynamic
 // table comes back as the same string objects each time it is referenced, so the headers a client
@@ -379,16 +380,21 @@ export function encodeFields(fields: readonly string[]): Buffer {
       pushInteger(out, field, 7, 0x80);
       continue;
     }
-    const index = STATIC_NAME_INDEX.get(name);
-    if (index !== undefined) {
-      pushInteger(out, index, 4, 0);
-    } else {
-      out.push(0);
-      pushString(out, name);
-    }
-    pushString(out, value);
+    pushLiteral(out, name, value, false);
   }
   return Buffer.from(out);
+}
+
+/** A literal field, with incremental indexing (0x40, 6-bit name index) or without (0x00, 4-bit). */
+function pushLiteral(out: number[], name: string, value: string, insert: boolean): void {
+  const nameIndex = STATIC_NAME_INDEX.get(name);
+  if (nameIndex !== undefined) {
+    pushInteger(out, nameIndex, insert ? 6 : 4, insert ? 0x40 : 0);
+  } else {
+    out.push(insert ? 0x40 : 0);
+    pushString(out, name);
+  }
+  pushString(out, value);
 }
 
 /** RFC 7541 §4.1: an entry counts its name's and value's octets plus 32. */
@@ -464,14 +470,7 @@ export class HpackAnswerEncoder {
       }
       const size = name.length + value.length + ENTRY_OVERHEAD;
       const insert = this.size + size <= this.maxSize;
-      const nameIndex = STATIC_NAME_INDEX.get(name);
-      // Literal with incremental indexing (0x40, 6-bit name index) or without (0x00, 4-bit).
-      if (nameIndex !== undefined) pushInteger(out, nameIndex, insert ? 6 : 4, insert ? 0x40 : 0);
-      else {
-        out.push(insert ? 0x40 : 0);
-        pushString(out, name);
-      }
-      pushString(out, value);
+      pushLiteral(out, name, value, insert);
       if (insert) {
         this.entries.unshift({ name, value, size });
         this.size += size;
