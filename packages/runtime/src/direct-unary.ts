@@ -244,8 +244,9 @@ export abstract class UnaryCall extends EventEmitter {
     }
   }
 
-  data(chunk: Buffer): void {
-    if (this.finished) return;
+  /** Request data; false when it is not kept (the call is answered already). */
+  data(chunk: Buffer): boolean {
+    if (this.finished) return false;
     this.received += chunk.length;
     if (this.first === undefined) this.first = chunk;
     else (this.more ??= [this.first]).push(chunk);
@@ -258,6 +259,12 @@ export abstract class UnaryCall extends EventEmitter {
         this.answerStatus(grpc.status.UNIMPLEMENTED, `Received a second request message for unary method ${this.route.path}`);
       }
     }
+    return !this.finished;
+  }
+
+  /** Answers with an error status before the request is complete (the transport's limits). */
+  refuse(code: grpc.status, details: string): void {
+    this.answerStatus(code, details);
   }
 
   /** The length prefix of the first message (needs 5 bytes received). */
@@ -412,6 +419,9 @@ export abstract class UnaryCall extends EventEmitter {
 
   private finish(code: grpc.status, details: string): void {
     this.finished = true;
+    // Whatever arrived of the request is not needed any more.
+    this.first = undefined;
+    this.more = undefined;
     if (this.timer !== undefined) {
       clearTimeout(this.timer);
       this.timer = undefined;

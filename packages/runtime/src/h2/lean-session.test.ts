@@ -14,6 +14,7 @@ import { CLIENT_CHANNEL_OPTIONS, ConcordServer, serverStream, unary } from '../s
 import { createCertificateAuthority, issueCertificate } from '../testing/certificates.js';
 import { channelCredentials, type TlsMaterial } from '../tls.js';
 import { HpackDecoder, encodeFields } from './hpack.js';
+import { MAX_HELD_REQUEST_BYTES } from './lean-session.js';
 
 const silent = createLogger({ service: 'test', level: 'silent' });
 const BIG = 7 * 1024 * 1024;
@@ -463,6 +464,62 @@ test('a client that opens streams and resets them at once (rapid reset) is cut o
   } finally {
     raw.destroy();
     client.close();
+    await server.shutdown();
+  }
+});
+
+test('requests left incomplete on one connection are held up to MAX_HELD_REQUEST_BYTES; past it a request is refused and the others go on', async () => {
+  const server = await startKV();
+  const raw = await RawClient.connect(server.address);
+  try {
+    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
+    raw.send(4, 0, 0);
+    raw.send(4, 1, 0);
+    // Nine requests of 7.5 MB each, all but their last frame sent: together above the limit.
+    const value = Buffer.alloc(7_500_000, 1);
+    const request = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: 'k', value })).finish());
+    const message = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), request]);
+    message.writeUInt32BE(request.length, 1);
+    const pieces: Buffer[] = [];
+    for (let at = 0; at < message.length; at += 16_384) pieces.push(message.subarray(at, at + 16_384));
+    const streams = [1, 3, 5, 7, 9, 11, 13, 15, 17];
+    assert.ok(streams.length * message.length > MAX_HELD_REQUEST_BYTES && (streams.length - 1) * message.length < MAX_HELD_REQUEST_BYTES);
+    for (const stream of streams) {
+      raw.send(1, 0x4, stream, encodeFields(PUT_FIELDS));
+      for (const piece of pieces.slice(0, -1)) raw.send(0, 0, stream, piece);
+    }
+    const refused = await raw.waitFor('the answer on stream 17', (f) => f.type === 1 && f.stream === 17 && (f.flags & 0x1) !== 0);
+    // Every request whose data is complete gets its answer; the refused one's rest is ignored.
+    for (const stream of streams) raw.send(0, 0x1, stream, pieces.at(-1));
+    for (const stream of streams.slice(0, -1)) {
+      await raw.waitFor(`the trailers on stream ${stream}`, (f) => f.type === 1 && f.stream === stream && (f.flags & 0x1) !== 0);
+    }
+    // The held bytes were given back: a new request on the same connection is served.
+    raw.send(1, 0x4, 19, encodeFields(PUT_FIELDS));
+    raw.send(0, 0x1, 19, putMessage('k', '12345'));
+    await raw.waitFor('the trailers on stream 19', (f) => f.type === 1 && f.stream === 19 && (f.flags & 0x1) !== 0);
+    const decoder = new HpackDecoder();
+    const blocks = new Map<number, string[][]>();
+    for (const f of raw.frames.filter((frame) => frame.type === 1)) {
+      blocks.set(f.stream, [...(blocks.get(f.stream) ?? []), decoder.decode(f.payload)]);
+    }
+    const status = (stream: number) => {
+      const fields = blocks.get(stream)!.flat();
+      const at = fields.lastIndexOf('grpc-status');
+      return { code: Number(fields[at + 1]), message: decodeURIComponent(fields[fields.indexOf('grpc-message') + 1] ?? '') };
+    };
+    assert.equal(refused.stream, 17);
+    assert.equal(status(17).code, grpc.status.RESOURCE_EXHAUSTED);
+    assert.match(status(17).message, new RegExp(`limit of ${MAX_HELD_REQUEST_BYTES} bytes`));
+    for (const stream of [...streams.slice(0, -1), 19]) assert.equal(status(stream).code, grpc.status.OK, `stream ${stream}`);
+    assert.equal(raw.frames.filter((f) => f.type === 7).length, 0, 'no GOAWAY');
+    // The refused request's stream is closed with NO_ERROR: the rest of it is not wanted (RFC 9113 §8.1).
+    assert.deepEqual(
+      raw.frames.filter((f) => f.type === 3).map((f) => [f.stream, f.payload.readUInt32BE(0)]),
+      [[17, 0]],
+    );
+  } finally {
+    raw.destroy();
     await server.shutdown();
   }
 });

@@ -30,6 +30,7 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders, type IncomingHttpStatusHeader } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
 import { OK_TRAILER_LIST, RESPONSE_HEADER_LIST, UnaryCall, type DirectCallEnvironment, type DirectRoute } from '../direct-unary.js';
 import { HpackAnswerEncoder, HpackDecoder, HpackError, encodeFields } from './hpack.js';
 import { MalformedHeaders, NO_CONTENT_LENGTH, checkRequestHeaders, checkRequestTrailers } from './request-headers.js';
@@ -51,6 +52,14 @@ const MAX_SNIFF_BYTES = 1024 * 1024;
 const SETTINGS_ACK_TIMEOUT_MS = 10_000;
 /** Streams open at once on one lean connection; more are refused (REFUSED_STREAM). */
 const MAX_OPEN_STREAMS = 10_000;
+/**
+ * Bytes of requests not yet complete (their END_STREAM not arrived) that one lean connection may
+ * hold, at least two whole messages of the largest size allowed. The connection window is given
+ * back as frames are read, so flow control alone would not bound what a client that opens many
+ * streams and never ends them makes the server keep; a request whose data would cross this is
+ * answered RESOURCE_EXHAUSTED, and the others go on.
+ */
+export const MAX_HELD_REQUEST_BYTES = 64 * 1024 * 1024;
 /**
  * A sniffing connection whose client sent its SETTINGS and then nothing for this long is handed to
  * node:http2, which acknowledges them: a client may wait for that acknowledgement before its first
@@ -214,6 +223,8 @@ export class LeanSession {
   private peerMaxFrame = MAX_FRAME_PAYLOAD;
   private connectionReceiveWindow = DEFAULT_WINDOW;
   private connectionReceiveAvailable = DEFAULT_WINDOW;
+  /** Bytes the calls of this connection hold of requests not yet complete (see MAX_HELD_REQUEST_BYTES). */
+  private heldRequestBytes = 0;
   private readonly blocked = new Set<LeanStream>();
   private internalSession: ClientHttp2Session | undefined;
   private out: Buffer[] = [];
@@ -681,7 +692,7 @@ export class LeanSession {
     }
     if (data.length > 0) {
       const { relayed } = stream;
-      if (relayed === undefined) stream.call?.data(data);
+      if (relayed === undefined) this.deliver(stream, data);
       else if (!relayed.write(data) && !stream.awaitingDrain) {
         // node:http2 has not taken the data yet: the client gets more window once it has.
         stream.awaitingDrain = true;
@@ -693,6 +704,31 @@ export class LeanSession {
     }
     if ((flags & FLAG_END_STREAM) !== 0) this.remoteEnded(stream);
     else this.replenishStreamWindow(stream);
+  }
+
+  /** Hands request data to the stream's call, within the connection's MAX_HELD_REQUEST_BYTES. */
+  private deliver(stream: LeanStream, data: Buffer): void {
+    const { call } = stream;
+    if (call === undefined) return;
+    const limit = Math.max(MAX_HELD_REQUEST_BYTES, 2 * this.options.environment.maxMessageBytes);
+    if (this.heldRequestBytes + data.length > limit) {
+      this.release(stream);
+      call.refuse(
+        grpc.status.RESOURCE_EXHAUSTED,
+        `the connection holds ${this.heldRequestBytes} bytes of requests not yet complete; ${data.length} more would pass its limit of ${limit} bytes (finish or cancel requests in flight, or spread them over connections)`,
+      );
+      return;
+    }
+    if (call.data(data)) {
+      stream.heldRequestBytes += data.length;
+      this.heldRequestBytes += data.length;
+    }
+  }
+
+  /** The stream's call holds none of its request any more: it ended, was answered, or is gone. */
+  private release(stream: LeanStream): void {
+    this.heldRequestBytes -= stream.heldRequestBytes;
+    stream.heldRequestBytes = 0;
   }
 
   private replenishStreamWindow(stream: LeanStream): void {
@@ -709,6 +745,7 @@ export class LeanSession {
       return;
     }
     stream.remoteClosed = true;
+    this.release(stream);
     stream.call?.end();
     if (stream.relayed !== undefined && !stream.relayed.closed) stream.relayed.end();
     if (stream.localClosed) this.closeStream(stream);
@@ -1021,6 +1058,7 @@ export class LeanSession {
 
   private closeStream(stream: LeanStream, notifyLater = false): void {
     if (!this.streams.delete(stream.id)) return;
+    this.release(stream);
     this.rememberClosed(stream.id, stream.resetSent);
     this.blocked.delete(stream);
     stream.localClosed = true;
@@ -1160,6 +1198,8 @@ class LeanStream {
   /** The request's content-length (NO_CONTENT_LENGTH if none), and the body bytes received. */
   contentLength = NO_CONTENT_LENGTH;
   bodyBytes = 0;
+  /** Of the connection's heldRequestBytes, this stream's call's. */
+  heldRequestBytes = 0;
   /** Whether this side sent RST_STREAM on it. */
   resetSent = false;
 
