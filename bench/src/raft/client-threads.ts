@@ -8,7 +8,7 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
 import { performance } from 'node:perf_hooks';
 import { decodeFromCompressedBase64, encodeIntoCompressedBase64 } from 'hdr-histogram-js';
 import { runClosedLoop, type ClosedLoopOptions, type ClosedLoopResult } from '../closed-loop.js';
-import { benchKey, connectTarget, VALUE_BYTES, type Op, type System, type Target } from './targets.js';
+import { benchKey, connectTarget, VALUE_BYTES, type ClientKind, type Op, type System, type Target } from './targets.js';
 
 /** What one worker thread runs: its share of one scenario. */
 export interface ThreadTask {
@@ -16,6 +16,7 @@ export interface ThreadTask {
   /** The members' client endpoints by name (connectTarget). */
   endpoints: [string, string][];
   deadlineMs: number;
+  client: ClientKind;
   op: Op;
   concurrency: number;
   /** Puts write keys of this prefix, never written by another thread or scenario. */
@@ -134,7 +135,7 @@ export function mergeLoops(first: ClosedLoopResult, others: readonly ClosedLoopR
 
 async function threadMain(task: ThreadTask): Promise<void> {
   const port = parentPort!;
-  const target = await connectTarget(task.system, new Map(task.endpoints), task.deadlineMs);
+  const target = await connectTarget(task.system, new Map(task.endpoints), task.deadlineMs, task.client);
   try {
     const start = new Promise<number>((resolve) => port.once('message', (message: ToThread) => resolve(message.startAt)));
     port.postMessage({ kind: 'ready' } satisfies FromThread);

@@ -15,7 +15,7 @@ import { CpuSampler, machineBusyShare, type CpuSample, type CpuUse } from '../cp
 import { ERROR_RATE_WARNING, formatSummary, machineInfo, ratio, summarize, type LoopSummary, type MachineInfo } from '../report.js';
 import { epochNow, mergeLoops, operationFor, shareOut, startClientThreads, type ClientThreads } from './client-threads.js';
 import { ETCD_BINARY, ProcessSet, ensureEtcd, etcdVersion, startConcordGroup, startEtcdCluster } from './processes.js';
-import { KEY_BYTES, VALUE_BYTES, benchKey, connectTarget, sleep, type Op, type System, type Target } from './targets.js';
+import { CLIENT_KINDS, KEY_BYTES, VALUE_BYTES, benchKey, connectTarget, sleep, type ClientKind, type Op, type System, type Target } from './targets.js';
 
 const BUSY_SAMPLE_MS = 500;
 const BUSY_WARNING = 0.2;
@@ -48,6 +48,9 @@ Needs ${ETCD_BINARY} (Debian package etcd-server; installed with apt-get when ru
   --client-threads <n> share each scenario's requests in flight between n threads of the load
                       generator, each with its own client, connection and heap (default 1: one
                       thread, one connection)
+  --client <kind>     what makes the requests: grpc-js (default: each system's own Node client,
+                      the generated Concord stub and the etcd3 package) or h2 (the same lean unary
+                      gRPC calls on node:http2 for both: less of the load generator in the figures)
 `;
 
 interface Options {
@@ -62,6 +65,7 @@ interface Options {
   scenarios: string[] | undefined;
   rounds: number;
   clientThreads: number;
+  client: ClientKind;
 }
 
 interface Scenario {
@@ -110,6 +114,7 @@ function parseArgs(argv: readonly string[]): Options | undefined {
     scenarios: undefined,
     rounds: 1,
     clientThreads: 1,
+    client: 'grpc-js',
   };
   const number = (flag: string, raw: string | undefined, min: number): number => {
     const value = Number(raw);
@@ -170,6 +175,12 @@ function parseArgs(argv: readonly string[]): Options | undefined {
         const threads = number(name, value(), 1);
         if (!Number.isInteger(threads) || threads > 8) throw new UsageError(`--client-threads: expected a whole number from 1 to 8, got ${threads}`);
         options.clientThreads = threads;
+        break;
+      }
+      case '--client': {
+        const kind = value();
+        if (!CLIENT_KINDS.includes(kind as ClientKind)) throw new UsageError(`--client: expected one of ${CLIENT_KINDS.join(', ')}, got ${JSON.stringify(kind)}`);
+        options.client = kind as ClientKind;
         break;
       }
       case '--rounds': {
@@ -271,7 +282,7 @@ async function measureSystem(
     progress(`etcd ${etcdVersion()}: ${options.members} member(s), clients on ${[...endpoints.values()].join(', ')}`);
   }
   const names = [...endpoints.keys()];
-  const target = await connectTarget(system, endpoints, options.deadlineMs);
+  const target = await connectTarget(system, endpoints, options.deadlineMs, options.client);
   try {
     const leader = await target.leader();
     if (scenarios.some((scenario) => scenario.op === 'get')) {
@@ -295,6 +306,7 @@ async function measureSystem(
             system,
             endpoints: [...endpoints],
             deadlineMs: options.deadlineMs,
+            client: options.client,
             op: scenario.op,
             concurrency,
             keyPrefix: keyPrefix(i + 1),
@@ -390,8 +402,11 @@ async function report(options: Options, machine: MachineInfo, results: Result[])
       fsync: true,
       get_consistency: 'linearizable',
       client_threads: options.clientThreads,
-      concord: `one shard group (raft engine), generated ShardClient to the leader, one HTTP/2 connection per client thread`,
-      etcd: options.systems.includes('etcd') ? `etcd ${etcdVersion()}, etcd3 npm client to the leader, one connection per client thread` : null,
+      client: options.client,
+      concord: `one shard group (raft engine), ${options.client === 'h2' ? 'lean unary gRPC calls on node:http2' : 'generated ShardClient'} to the leader, one HTTP/2 connection per client thread`,
+      etcd: options.systems.includes('etcd')
+        ? `etcd ${etcdVersion()}, ${options.client === 'h2' ? 'lean unary gRPC calls on node:http2' : 'etcd3 npm client'} to the leader, one connection per client thread`
+        : null,
     },
     results,
     ratios,

@@ -4,10 +4,17 @@
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { ReadConsistency } from '@concord/proto/common';
-import { ShardClient, type ShardStatusResponse } from '@concord/proto/shard';
+import { ShardClient, ShardGetRequest, ShardGetResponse, ShardPutRequest, ShardService, type ShardStatusResponse } from '@concord/proto/shard';
+import { etcdPutRequest, etcdRangeRequest, etcdRangeValue, H2GrpcChannel } from './h2-grpc.js';
 
 export type System = 'concord' | 'etcd';
 export type Op = 'put' | 'get';
+/**
+ * What makes the requests: each system's own Node client (the generated Concord stub and the
+ * etcd3 package, both on grpc-js), or the same lean unary calls on node:http2 for both (h2-grpc.ts).
+ */
+export type ClientKind = 'grpc-js' | 'h2';
+export const CLIENT_KINDS: readonly ClientKind[] = ['grpc-js', 'h2'];
 
 export const KEY_BYTES = 16;
 export const VALUE_BYTES = 256;
@@ -36,8 +43,8 @@ function benchKey(prefix: string, index: number): string {
 }
 
 /** A client of `system` connected to its leader: Concord's shard addresses or etcd's client URLs, by member name. */
-export function connectTarget(system: System, endpoints: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
-  return system === 'concord' ? concordTarget(endpoints, deadlineMs) : etcdTarget(endpoints, deadlineMs);
+export function connectTarget(system: System, endpoints: ReadonlyMap<string, string>, deadlineMs: number, client: ClientKind): Promise<Target> {
+  return system === 'concord' ? concordTarget(endpoints, deadlineMs, client) : etcdTarget(endpoints, deadlineMs, client);
 }
 
 // ---------------------------------------------------------------- Concord
@@ -52,7 +59,7 @@ function unary<Req, Res>(
   });
 }
 
-async function concordTarget(addresses: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
+async function concordTarget(addresses: ReadonlyMap<string, string>, deadlineMs: number, client: ClientKind): Promise<Target> {
   const clients = new Map([...addresses].map(([name, address]) => [name, new ShardClient(address, credentials.createInsecure(), SHARD_CHANNEL_OPTIONS)]));
   const close = (): void => {
     for (const client of clients.values()) client.close();
@@ -72,6 +79,26 @@ async function concordTarget(addresses: ReadonlyMap<string, string>, deadlineMs:
     const { name, status } = await findLeader();
     const leader = clients.get(name)!;
     const ringEpoch = status.ringEpoch;
+    if (client === 'h2') {
+      const channel = new H2GrpcChannel(addresses.get(name)!);
+      const putPath = ShardService.put.path;
+      const getPath = ShardService.get.path;
+      return {
+        put: async (key, value) => {
+          await channel.unary(putPath, ShardPutRequest.encode({ ringEpoch, key, value }).finish(), deadlineMs);
+        },
+        get: async (key) => {
+          const request = ShardGetRequest.encode({ ringEpoch, key, consistency: ReadConsistency.READ_CONSISTENCY_LINEARIZABLE }).finish();
+          const found = ShardGetResponse.decode(await channel.unary(getPath, request, deadlineMs));
+          return found.found ? found.value : undefined;
+        },
+        leader: async () => (await findLeader()).name,
+        close: () => {
+          channel.close();
+          close();
+        },
+      };
+    }
     // Bound once, as an application holds its stub: not a function per call.
     const put = leader.put.bind(leader);
     const get = leader.get.bind(leader);
@@ -94,7 +121,7 @@ async function concordTarget(addresses: ReadonlyMap<string, string>, deadlineMs:
 
 // ---------------------------------------------------------------- etcd
 
-async function etcdTarget(urls: ReadonlyMap<string, string>, deadlineMs: number): Promise<Target> {
+async function etcdTarget(urls: ReadonlyMap<string, string>, deadlineMs: number, client: ClientKind): Promise<Target> {
   const perMember = new Map([...urls].map(([name, url]) => [name, new Etcd3({ hosts: url })]));
   const close = (): void => {
     for (const client of perMember.values()) client.close();
@@ -112,6 +139,20 @@ async function etcdTarget(urls: ReadonlyMap<string, string>, deadlineMs: number)
   };
   try {
     const leaderName = await findLeader();
+    if (client === 'h2') {
+      const channel = new H2GrpcChannel(urls.get(leaderName)!);
+      return {
+        put: async (key, value) => {
+          await channel.unary('/etcdserverpb.KV/Put', etcdPutRequest(key, value), deadlineMs);
+        },
+        get: async (key) => etcdRangeValue(await channel.unary('/etcdserverpb.KV/Range', etcdRangeRequest(key), deadlineMs)),
+        leader: findLeader,
+        close: () => {
+          channel.close();
+          close();
+        },
+      };
+    }
     // One client, one connection, to the leader: the same shape as the Concord side.
     const leader = perMember.get(leaderName)!;
     const callOptions = () => ({ deadline: new Date(Date.now() + deadlineMs) });
