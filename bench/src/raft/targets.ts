@@ -3,6 +3,7 @@
 // and by the load's extra client threads (client-threads.ts).
 import { credentials, Metadata, type ServiceError } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
+import { CHANNEL_OPTIONS } from '@concord/proto';
 import { ReadConsistency } from '@concord/proto/common';
 import { ShardClient, ShardGetRequest, ShardGetResponse, ShardPutRequest, ShardService, type ShardStatusResponse } from '@concord/proto/shard';
 import { etcdPutRequest, etcdRangeRequest, etcdRangeValue, H2GrpcChannel } from './h2-grpc.js';
@@ -19,12 +20,6 @@ export const CLIENT_KINDS: readonly ClientKind[] = ['grpc-js', 'h2'];
 export const KEY_BYTES = 16;
 export const VALUE_BYTES = 256;
 const LEADER_TIMEOUT_MS = 30_000;
-/** Enough for a 1 MiB value plus framing, like the Concord SDK. */
-const SHARD_CHANNEL_OPTIONS = {
-  'grpc.max_send_message_length': 8 * 1024 * 1024,
-  'grpc.max_receive_message_length': 8 * 1024 * 1024,
-  'grpc.enable_channelz': 0,
-};
 
 export /** What one system offers the loop: its write, its linearizable read, and who leads. */
 interface Target {
@@ -60,7 +55,7 @@ function unary<Req, Res>(
 }
 
 async function concordTarget(addresses: ReadonlyMap<string, string>, deadlineMs: number, client: ClientKind): Promise<Target> {
-  const clients = new Map([...addresses].map(([name, address]) => [name, new ShardClient(address, credentials.createInsecure(), SHARD_CHANNEL_OPTIONS)]));
+  const clients = new Map([...addresses].map(([name, address]) => [name, new ShardClient(address, credentials.createInsecure(), CHANNEL_OPTIONS)]));
   const close = (): void => {
     for (const client of clients.values()) client.close();
   };

@@ -2,28 +2,7 @@
 import { Metadata, type CallOptions, type ClientReadableStream, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { toConcordError } from './errors.js';
 
-/** The largest message a Concord channel sends or accepts: a 1 MiB value with room for batching. */
-export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
-
-/**
- * Longest pause between reconnection attempts to a server that went away. grpc-js would wait up to
- * two minutes (1 s, then 1.6 times longer each time); a replica or coordinator restarted by a
- * rolling update should be used again within about a second, and one attempt a second at a server
- * that is down costs nothing worth saving.
- */
-export const MAX_RECONNECT_BACKOFF_MS = 1000;
-/** The first pause: a server that only dropped its connection is back within a tenth of a second. */
-export const INITIAL_RECONNECT_BACKOFF_MS = 100;
-
-/** Channel options every Concord client channel uses. */
-export const CHANNEL_OPTIONS = {
-  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-  'grpc.initial_reconnect_backoff_ms': INITIAL_RECONNECT_BACKOFF_MS,
-  'grpc.max_reconnect_backoff_ms': MAX_RECONNECT_BACKOFF_MS,
-  // Channelz statistics cost CPU on every call and nothing reads them without a channelz service.
-  'grpc.enable_channelz': 0,
-} as const;
+export { CHANNEL_OPTIONS, INITIAL_RECONNECT_BACKOFF_MS, MAX_MESSAGE_BYTES, MAX_RECONNECT_BACKOFF_MS } from '@concord/proto';
 
 type UnaryMethod<Req, Res> = (
   request: Req,

@@ -12,7 +12,7 @@ import { loadSync, type PackageDefinition } from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProtoPath, type ServingStatusMap } from 'grpc-health-check';
 import { SpanStatusCode, trace } from '@opentelemetry/api';
-import { descriptorSetPath } from '@concord/proto';
+import { CHANNEL_OPTIONS, MAX_MESSAGE_BYTES, descriptorSetPath } from '@concord/proto';
 import { isUnexpectedError, toStatusObject } from './errors.js';
 import { createLogger, type Logger } from './logging.js';
 import { LATENCY_BUCKETS_SECONDS, processMetrics, type HotCounterChild, type HotHistogramChild, type Metrics } from './metrics.js';
@@ -27,28 +27,14 @@ export type UnaryHandler<Req, Res> = (request: Req, call: grpc.ServerUnaryCall<R
 /** An async server-streaming handler: yields the messages to send, in order. */
 export type ServerStreamHandler<Req, Res> = (request: Req, call: grpc.ServerWritableStream<Req, Res>) => AsyncIterable<Res>;
 
-/**
- * Largest message a Concord server sends or accepts: a 1 MiB value plus a 4 KiB key fit with room
- * for batches and framing. Clients should set the same on their channels.
- */
-export const MAX_MESSAGE_BYTES = 8 * 1024 * 1024;
+export { MAX_MESSAGE_BYTES };
 
 /**
- * Channel options a client of a Concord server should use: message sizes matching the server, and
- * reconnection attempts at most a second apart (grpc-js's own backoff grows to two minutes, so a
- * channel to a server that was down for a while could wait seconds after it came back; the SDK's
- * CHANNEL_OPTIONS do the same).
+ * Channel options a client of a Concord server should use (the SDK's CHANNEL_OPTIONS, from
+ * @concord/proto): message sizes matching the server, and reconnection attempts at most a second
+ * apart.
  */
-export const CLIENT_CHANNEL_OPTIONS: Readonly<grpc.ChannelOptions> = {
-  'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-  'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
-  'grpc.initial_reconnect_backoff_ms': 100,
-  'grpc.max_reconnect_backoff_ms': 1000,
-  // Channelz statistics are only useful with a channelz service to read them, which Concord does
-  // not serve (traces and Prometheus metrics cover the same ground); gathering them costs a few
-  // percent of the CPU of every call.
-  'grpc.enable_channelz': 0,
-};
+export const CLIENT_CHANNEL_OPTIONS: Readonly<grpc.ChannelOptions> = CHANNEL_OPTIONS;
 
 const DEFAULT_SHUTDOWN_GRACE_MS = 5000;
 
