@@ -224,6 +224,13 @@ class RawClient {
     return new RawClient(socket);
   }
 
+  /** Waits for the server's SETTINGS, sends the client's (`settings`, empty by default) and acknowledges the server's. */
+  async handshake(settings: Buffer = Buffer.alloc(0)): Promise<void> {
+    await this.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
+    this.send(4, 0, 0, settings);
+    this.send(4, 1, 0);
+  }
+
   send(type: number, flags: number, stream: number, payload: Buffer = Buffer.alloc(0)): void {
     const header = Buffer.alloc(9);
     header.writeUIntBE(payload.length, 0, 3);
@@ -256,9 +263,7 @@ test('the HTTP/2 of a lean connection: PINGs, a call written by hand, and GOAWAY
   const server = await startKV();
   const raw = await RawClient.connect(server.address);
   try {
-    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
-    raw.send(4, 0, 0); // client SETTINGS
-    raw.send(4, 1, 0); // acknowledgement of the server's
+    await raw.handshake();
     raw.send(6, 0, 0, Buffer.from('pingpong'));
     const pong = await raw.waitFor('a PING acknowledgement', (f) => f.type === 6 && f.flags === 1);
     assert.equal(pong.payload.toString(), 'pingpong');
@@ -380,9 +385,7 @@ test('a client that waits for its SETTINGS to be acknowledged before its first r
   const server = await startKV(metrics);
   const raw = await RawClient.connect(server.address);
   try {
-    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
-    raw.send(4, 0, 0, Buffer.from([0, 4, 0, 1, 0, 0])); // SETTINGS_INITIAL_WINDOW_SIZE 65536
-    raw.send(4, 1, 0);
+    await raw.handshake(Buffer.from([0, 4, 0, 1, 0, 0])); // SETTINGS_INITIAL_WINDOW_SIZE 65536
     // Nothing more until the acknowledgement: the sniffer gives up waiting for a request and the
     // connection goes to node:http2, which acknowledges the client's SETTINGS exactly once.
     await raw.waitFor('the acknowledgement of the client SETTINGS', (f) => f.type === 4 && f.flags === 1);
@@ -402,9 +405,7 @@ test('a malformed request on a lean connection is reset (PROTOCOL_ERROR); the co
   const server = await startKV();
   const raw = await RawClient.connect(server.address);
   try {
-    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
-    raw.send(4, 0, 0);
-    raw.send(4, 1, 0);
+    await raw.handshake();
     const message = putMessage('k', '12345');
     const fields = PUT_FIELDS;
     raw.send(1, 0x4, 1, encodeFields(fields));
@@ -446,9 +447,7 @@ test('a client that opens streams and resets them at once (rapid reset) is cut o
   const raw = await RawClient.connect(server.address);
   const client = new KVClient(server.address, grpc.credentials.createInsecure(), CLIENT_CHANNEL_OPTIONS);
   try {
-    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
-    raw.send(4, 0, 0);
-    raw.send(4, 1, 0);
+    await raw.handshake();
     const fields = PUT_FIELDS;
     const cancel = Buffer.from([0, 0, 0, 8]);
     // More than the burst of 1000 in one go: each stream starts a call, and is reset before its answer.
@@ -472,9 +471,7 @@ test('requests left incomplete on one connection are held up to MAX_HELD_REQUEST
   const server = await startKV();
   const raw = await RawClient.connect(server.address);
   try {
-    await raw.waitFor('the server SETTINGS', (f) => f.type === 4 && f.flags === 0);
-    raw.send(4, 0, 0);
-    raw.send(4, 1, 0);
+    await raw.handshake();
     // Nine requests of 7.5 MB each, all but their last frame sent: together above the limit.
     const value = Buffer.alloc(7_500_000, 1);
     const request = Buffer.from(PutRequest.encode(PutRequest.fromPartial({ key: 'k', value })).finish());
