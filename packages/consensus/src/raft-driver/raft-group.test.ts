@@ -283,13 +283,16 @@ describe('RaftGroup over gRPC', () => {
   });
 
   it('a leader stopping with its whole group gives its hand-over up once the target falls silent', async () => {
-    cluster = await TestCluster.start(['a', 'b', 'c']);
+    // An election timeout of 2 s: the hand-over must end on the target's silence (three heartbeat
+    // intervals, 60 ms), long before its bound of two election timeouts.
+    cluster = await TestCluster.start(['a', 'b', 'c'], { electionTicks: 100 });
     await proposeOnLeader(cluster, 'before=1');
     const leader = await cluster.leader();
     const followers = cluster.running().filter((member) => member.id !== leader.id);
-    // The followers stop first, as in a shutdown of every process at once; the leader has heard
-    // from them moments ago, so one of them is still the best candidate.
-    await Promise.all(followers.map((member) => cluster!.stop(member.id)));
+    // The followers' groups stop first, as in a shutdown of every process at once, while their
+    // servers still take (and drop) messages. Had their servers gone too, the leader could learn
+    // of it from its transport before handing over, and then find no candidate at all.
+    await Promise.all(followers.map((member) => member.group.stop()));
     const outcome = await leader.group.handOffLeadership();
     assert.ok(outcome?.kind === 'failed' && /stopped answering/.test(outcome.reason), JSON.stringify(outcome));
   });
