@@ -8,4 +8,4 @@ export const descriptorSetPath: string = fileURLToPath(new URL('../descriptor/co
 /** Fully qualified names of the public services, for reflection and health. */
 export const publicServiceNames = ['concord.v1.KV', 'concord.v1.Txn', 'concord.v1.MapReduce', 'concord.v1.Cluster'] as const;
 
-export { CHANNEL_OPTIONS, INITIAL_RECONNECT_BACKOFF_MS, MAX_MESSAGE_BYTES, MAX_RECONNECT_BACKOFF_MS } from './channel-options.js';
+export { CHANNEL_OPTIONS, INITIAL_RECONNECT_BACKOFF_MS, MAX_MESSAGE_BYTES, MAX_RECONNECT_BACKOFF_MS, withoutIpServerName } from './channel-options.js';

@@ -13,8 +13,8 @@
 
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { withoutIpServerName } from '@concord/proto';
 import { OptionsError, type OptionSources } from './options.js';
 import { TLS_OPTION_SPECS, optionOrigin } from './role-options.js';
 
@@ -121,25 +121,3 @@ export function channelCredentials(tls: TlsMaterial | undefined): grpc.ChannelCr
 
 const channelCredentialsCache = new WeakMap<TlsMaterial, grpc.ChannelCredentials>();
 
-/**
- * grpc-js (1.14) sends the host it dials as the TLS server name (SNI) even when it is an IP
- * address, which RFC 6066 forbids and Node 26 refuses outright ("Setting the TLS ServerName to an
- * IP address is not permitted"), so every TLS channel to an IP address such as 127.0.0.1:7101
- * would fail before connecting. Dropping the server name for IP targets lets Node verify the
- * certificate against the IP (its subjectAltName IP entries) as it does for any TLS socket. Host
- * names are untouched. If grpc-js changes the internals patched here, this leaves the credentials
- * as they are. The SDK carries the same fix (packages/client/src/tls.ts).
- */
-function withoutIpServerName(credentials: grpc.ChannelCredentials): grpc.ChannelCredentials {
-  type Connector = { connectionOptions?: { servername?: string } };
-  const patchable = credentials as unknown as { _createSecureConnector?: (...args: unknown[]) => Connector };
-  const createConnector = patchable._createSecureConnector;
-  if (typeof createConnector !== 'function') return credentials;
-  patchable._createSecureConnector = function (this: unknown, ...args: unknown[]): Connector {
-    const connector = createConnector.apply(this, args);
-    const options = connector.connectionOptions;
-    if (options !== undefined && typeof options.servername === 'string' && isIP(options.servername) !== 0) delete options.servername;
-    return connector;
-  };
-  return credentials;
-}
