@@ -2,17 +2,16 @@
 // StateMachine a consensus group applies its committed ShardCommands to, so it is deterministic:
 // the result depends only on the current state, the command and its log index, never on clocks.
 
-import sortedBtree from 'sorted-btree';
 import { ShardCommand, type ShardCommandResult, type ShardDeleteCommand, type ShardPutCommand } from '@concord/proto/shard';
 import type { KeyValue } from '@concord/proto/common';
 import type { StateMachine } from '@concord/consensus';
 import { compareKeys } from './key-order.js';
+import { OffHeapStore, type StoreView } from './off-heap-store.js';
 
-// sorted-btree is CommonJS: from ESM its default import is `module.exports`, whose `default` is the class.
-const BTree = sortedBtree.default;
-type BTree<K, V> = InstanceType<typeof sortedBtree.default<K, V>>;
-
-/** What the map holds per key. `version` is the log index of the key's last write. */
+/**
+ * What the map holds per key. `version` is the log index of the key's last write; `value` is a
+ * view of bytes that never change (off-heap-store.ts), not a copy.
+ */
 export interface StoredValue {
   value: Buffer;
   version: number;
@@ -53,31 +52,33 @@ const TWO_POW_32 = 2 ** 32;
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 
 /**
- * The snapshot of a (frozen) tree, in pieces of about `chunkBytes`: each piece is a view of one
+ * The snapshot of a view of the store, in pieces of about `chunkBytes`: each piece is a view of one
  * buffer that the next piece reuses, so the caller must be done with a piece before asking for
  * the next. An entry larger than the buffer comes as a piece of its own.
  */
-function* snapshotPieces(tree: BTree<string, StoredValue>, chunkBytes: number): Generator<Buffer> {
+function* snapshotPieces(view: StoreView, chunkBytes: number): Generator<Buffer> {
   let out = Buffer.allocUnsafe(chunkBytes);
   SNAPSHOT_MAGIC.copy(out, 0);
-  out.writeUInt32BE(tree.size, SNAPSHOT_MAGIC.length);
+  out.writeUInt32BE(view.size, SNAPSHOT_MAGIC.length);
   let at = SNAPSHOT_HEADER_BYTES;
-  for (const [key, stored] of tree.entries()) {
-    // At most 3 bytes of UTF-8 per UTF-16 unit: enough room whatever the key.
-    const room = ENTRY_FRAMING_BYTES + key.length * 3 + stored.value.byteLength;
+  // Record bytes are copied as they are: no string or buffer object per key.
+  const cursor = view.cursor();
+  while (cursor.next()) {
+    const { chunk, keyStart, keyLength, valueStart, valueLength, version } = cursor;
+    const room = ENTRY_FRAMING_BYTES + keyLength + valueLength;
     if (at + room > out.length) {
       if (at > 0) yield out.subarray(0, at);
       at = 0;
       if (room > out.length) out = Buffer.allocUnsafe(room);
     }
-    const keyBytes = out.write(key, at + 4, 'utf8');
-    out.writeUInt32BE(keyBytes, at);
-    at += 4 + keyBytes;
-    out.writeUInt32BE(Math.floor(stored.version / TWO_POW_32), at);
-    out.writeUInt32BE(stored.version % TWO_POW_32, at + 4);
-    out.writeUInt32BE(stored.value.byteLength, at + 8);
+    out.writeUInt32BE(keyLength, at);
+    at += 4;
+    at += chunk.copy(out, at, keyStart, keyStart + keyLength);
+    out.writeUInt32BE(Math.floor(version / TWO_POW_32), at);
+    out.writeUInt32BE(version % TWO_POW_32, at + 4);
+    out.writeUInt32BE(valueLength, at + 8);
     at += 12;
-    at += stored.value.copy(out, at);
+    at += chunk.copy(out, at, valueStart, valueStart + valueLength);
     if (out.length > chunkBytes) {
       // A buffer grown for one large entry goes out alone, and the usual size comes back.
       yield out.subarray(0, at);
@@ -89,7 +90,8 @@ function* snapshotPieces(tree: BTree<string, StoredValue>, chunkBytes: number): 
 }
 
 export class KvStateMachine implements StateMachine<ShardCommandResult> {
-  private tree: BTree<string, StoredValue> = new BTree<string, StoredValue>(undefined, compareKeys);
+  /** Keys and values off the JavaScript heap: see off-heap-store.ts for why. */
+  private store = new OffHeapStore();
 
   /** Decodes a ShardCommand and applies it; `index` becomes the version of the key it writes. */
   apply(command: Uint8Array, index: number): ShardCommandResult {
@@ -107,37 +109,36 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
   }
 
   private applyPut(put: ShardPutCommand, index: number): ShardCommandResult {
-    const current = this.tree.get(put.key);
-    if (!matchesExpected(put.expectedVersion, current)) {
-      return { applied: false, version: current?.version ?? 0, existed: current !== undefined };
-    }
-    this.tree.set(put.key, { value: ownedCopy(put.value), version: index });
-    return { applied: true, version: index, existed: current !== undefined };
+    // The store copies the bytes: the value decoded from the log entry is not kept.
+    const { previous, written } = this.store.put(put.key, put.value, index, put.expectedVersion);
+    if (!written) return { applied: false, version: previous ?? 0, existed: previous !== undefined };
+    return { applied: true, version: index, existed: previous !== undefined };
   }
 
   private applyDelete(del: ShardDeleteCommand): ShardCommandResult {
-    const current = this.tree.get(del.key);
+    const current = this.store.version(del.key);
     if (!matchesExpected(del.expectedVersion, current)) {
-      return { applied: false, version: current?.version ?? 0, existed: current !== undefined };
+      return { applied: false, version: current ?? 0, existed: current !== undefined };
     }
-    if (current !== undefined) this.tree.delete(del.key);
-    return { applied: true, version: current?.version ?? 0, existed: current !== undefined };
+    if (current !== undefined) this.store.delete(del.key);
+    return { applied: true, version: current ?? 0, existed: current !== undefined };
   }
 
   /** The key's value and version, or undefined when it does not exist. */
   get(key: string): StoredValue | undefined {
-    return this.tree.get(key);
+    const found = this.store.get(key);
+    return found === undefined ? undefined : { value: found.value, version: found.version };
   }
 
   get keyCount(): number {
-    return this.tree.size;
+    return this.store.size;
   }
 
   /**
    * The entries of a prefix or range in key order (UTF-8 byte order), lazily. The view is taken
    * when scan() is called: writes applied while the caller iterates (e.g. between the batches of a
-   * streamed Scan) are not seen, so a scan is one consistent cut. Taking it is O(1): the tree is
-   * cloned copy-on-write, and the next write copies only the nodes on its path.
+   * streamed Scan) are not seen, so a scan is one consistent cut. Taking it copies the store's page
+   * list (one entry per 256 keys); a later write copies only the page it changes.
    */
   scan(options: ScanOptions): IterableIterator<KeyValue> {
     const prefix = options.prefix ?? '';
@@ -147,24 +148,24 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
       throw new Error('scan: a prefix cannot be combined with startKey/endKey');
     }
     const limit = options.limit ?? Number.POSITIVE_INFINITY;
-    return scanView(this.tree.clone(), prefix, startKey, endKey, limit);
+    return scanView(this.store.view(), prefix, startKey, endKey, limit);
   }
 
   snapshot(): Uint8Array {
     // The pieces share one buffer: each is copied before the next is made.
     const pieces: Buffer[] = [];
-    for (const piece of snapshotPieces(this.tree, SNAPSHOT_CHUNK_BYTES)) pieces.push(Buffer.from(piece));
+    for (const piece of snapshotPieces(this.store.view(), SNAPSHOT_CHUNK_BYTES)) pieces.push(Buffer.from(piece));
     return Buffer.concat(pieces);
   }
 
   /**
-   * The bytes of snapshot(), piece by piece (StateMachine.snapshotChunks): the tree is captured now
-   * by a copy-on-write clone, so writes applied while the pieces are written do not change them,
+   * The bytes of snapshot(), piece by piece (StateMachine.snapshotChunks): the state is captured now
+   * by a view of the store, so writes applied while the pieces are written do not change them,
    * and a piece is encoded only once the previous one has been consumed, so a snapshot of any size
    * holds one buffer of SNAPSHOT_CHUNK_BYTES and never stalls the event loop for long.
    */
   snapshotChunks(chunkBytes = SNAPSHOT_CHUNK_BYTES): AsyncIterable<Uint8Array> {
-    const pieces = snapshotPieces(this.tree.clone(), chunkBytes);
+    const pieces = snapshotPieces(this.store.view(), chunkBytes);
     return {
       [Symbol.asyncIterator]: () => ({
         next: () => Promise.resolve(pieces.next()),
@@ -186,7 +187,7 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
       fail('missing the CKV1 header', 0);
     }
     const count = input.readUInt32BE(SNAPSHOT_MAGIC.length);
-    const tree = new BTree<string, StoredValue>(undefined, compareKeys);
+    const store = new OffHeapStore();
     let offset = SNAPSHOT_HEADER_BYTES;
     let previousKey: string | undefined;
     for (let i = 0; i < count; i++) {
@@ -201,51 +202,31 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
       const valueLength = input.readUInt32BE(keyEnd + 8);
       const valueStart = keyEnd + 12;
       if (valueStart + valueLength > input.length) fail(`entry ${i} is truncated`, offset);
-      // A copy, so the (possibly large) snapshot buffer is not kept alive by a few old values.
-      const value = ownedCopy(input.subarray(valueStart, valueStart + valueLength));
-      tree.set(key, { value, version });
+      // The store copies the bytes: the (possibly large) snapshot buffer is not kept alive.
+      store.set(key, input.subarray(valueStart, valueStart + valueLength), version);
       previousKey = key;
       offset = valueStart + valueLength;
     }
     if (offset !== input.length) fail(`${input.length - offset} bytes after the last entry`, offset);
-    this.tree = tree;
+    this.store = store;
   }
 }
 
-/**
- * The bytes in a buffer of their own. A decoded value is a view into whatever it was decoded from:
- * the log entry, the append message, and through them a 64 KiB slab of Node's buffer pool shared
- * with other, short-lived buffers (Buffer.from and Buffer.concat cut anything under 32 KiB from it).
- * Kept as a view, one stored value would keep all of that alive for as long as the key is not
- * overwritten; a shard's memory would follow the traffic it has seen, not the data it holds.
- */
-function ownedCopy(bytes: Uint8Array): Buffer {
-  const copy = Buffer.allocUnsafeSlow(bytes.byteLength);
-  copy.set(bytes);
-  return copy;
-}
-
 /** Expected version: absent = unconditional; 0 = the key must not exist; N = current version is N. */
-function matchesExpected(expected: number | undefined, current: StoredValue | undefined): boolean {
+function matchesExpected(expected: number | undefined, currentVersion: number | undefined): boolean {
   if (expected === undefined) return true;
-  return (current?.version ?? 0) === expected;
+  return (currentVersion ?? 0) === expected;
 }
 
-function* scanView(
-  view: BTree<string, StoredValue>,
-  prefix: string,
-  startKey: string,
-  endKey: string,
-  limit: number,
-): IterableIterator<KeyValue> {
+function* scanView(view: StoreView, prefix: string, startKey: string, endKey: string, limit: number): IterableIterator<KeyValue> {
   if (limit <= 0) return;
   // Keys with a given prefix are contiguous in code point order and start at the prefix itself.
   const lowest = prefix !== '' ? prefix : startKey !== '' ? startKey : undefined;
   let count = 0;
-  for (const [key, stored] of view.entries(lowest)) {
+  for (const { key, value, version } of view.entries(lowest === undefined ? undefined : Buffer.from(lowest, 'utf8'))) {
     if (prefix !== '' && !key.startsWith(prefix)) return;
     if (endKey !== '' && compareKeys(key, endKey) >= 0) return;
-    yield { key, value: stored.value, version: stored.version };
+    yield { key, value, version };
     if (++count >= limit) return;
   }
 }
