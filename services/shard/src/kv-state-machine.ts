@@ -126,8 +126,7 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
 
   /** The key's value and version, or undefined when it does not exist. */
   get(key: string): StoredValue | undefined {
-    const found = this.store.get(key);
-    return found === undefined ? undefined : { value: found.value, version: found.version };
+    return this.store.get(key);
   }
 
   get keyCount(): number {

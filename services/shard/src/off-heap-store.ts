@@ -162,11 +162,17 @@ export class OffHeapStore {
     return { live: this.liveBytes, dead: this.deadBytes, held };
   }
 
-  get(key: string): StoreEntry | undefined {
+  /** The key's value (a view) and version; the caller has the key, so it is not decoded again. */
+  get(key: string): { value: Buffer; version: number } | undefined {
     const length = this.encode(key);
     const found = locate(this.pages, this.chunks, this.scratch, 0, length);
     if (!found.exact) return undefined;
-    return readEntry(this.chunks, this.pages[found.page]!.refs[found.slot]!);
+    const ref = this.pages[found.page]!.refs[found.slot]!;
+    const index = Math.floor(ref / CHUNK_SPAN);
+    const chunk = this.chunks[index]!;
+    const at = ref - index * CHUNK_SPAN;
+    const valueStart = at + RECORD_HEADER + chunk.readUInt32LE(at);
+    return { value: chunk.subarray(valueStart, valueStart + chunk.readUInt32LE(at + 4)), version: readVersion(this.chunks, ref) };
   }
 
   /** The key's version, or undefined when it does not exist (no value view made). */

@@ -225,6 +225,8 @@ export class LeanSession {
   private connectionReceiveAvailable = DEFAULT_WINDOW;
   /** Bytes the calls of this connection hold of requests not yet complete (see MAX_HELD_REQUEST_BYTES). */
   private heldRequestBytes = 0;
+  /** MAX_HELD_REQUEST_BYTES, or two of the largest messages allowed if that is more. */
+  private readonly heldRequestLimit: number;
   private readonly blocked = new Set<LeanStream>();
   private internalSession: ClientHttp2Session | undefined;
   private out: Buffer[] = [];
@@ -235,6 +237,7 @@ export class LeanSession {
     private readonly socket: Socket,
     private readonly options: LeanSessionOptions,
   ) {
+    this.heldRequestLimit = Math.max(MAX_HELD_REQUEST_BYTES, 2 * options.environment.maxMessageBytes);
     this.remote = socket.remotePort === undefined ? (socket.remoteAddress ?? 'unknown') : `${socket.remoteAddress}:${socket.remotePort}`;
     socket.on('data', this.onData);
     socket.on('close', this.onClose);
@@ -710,7 +713,7 @@ export class LeanSession {
   private deliver(stream: LeanStream, data: Buffer): void {
     const { call } = stream;
     if (call === undefined) return;
-    const limit = Math.max(MAX_HELD_REQUEST_BYTES, 2 * this.options.environment.maxMessageBytes);
+    const limit = this.heldRequestLimit;
     if (this.heldRequestBytes + data.length > limit) {
       this.release(stream);
       call.refuse(
