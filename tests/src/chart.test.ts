@@ -8,7 +8,7 @@
 // `concord serve <role>` runs with the rendered flags and answers what the probes ask, NOTES.txt's
 // commands run against a real cluster, and bad values fail with a message naming them.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { cp, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
@@ -826,6 +826,9 @@ async function runMember(rendered: Rendered, group: ConsensusGroup, workDir: str
       });
     });
     assert.ok(serving, `${where}: concord serve ${args.join(' ')} did not start serving:\n${output}`);
+    // `concord serve` restarted itself (same pid) with the server's node flags (runtime's node-flags.ts).
+    const commandLine = execFileSync('ps', ['-o', 'args=', '-p', String(child.pid)], { encoding: 'utf8' });
+    assert.ok(commandLine.includes('--initial-old-space-size=128'), `${where}: runs as ${commandLine}`);
     const port = group.port;
     const credentials =
       tlsDir === undefined

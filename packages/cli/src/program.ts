@@ -313,7 +313,7 @@ export function buildProgram(io: ProgramIo): Command {
           throw new Error(`serve: --${name} is a flag of the client commands, not of a ${role} (concord serve ${role} --help lists its flags)`);
         }
       }
-      if (role === 'coordinator' || role === 'shard') await reexecWithTelemetryFirst(role, io);
+      if (role === 'coordinator' || role === 'shard') await relaunchAsServer(role, io);
       switch (role) {
         case 'coordinator': {
           const { runCoordinator } = await import('@concord/coordinator');
@@ -333,32 +333,37 @@ export function buildProgram(io: ProgramIo): Command {
 }
 
 /**
- * When the OTEL_* variables ask for traces and this process was not started with
- * `node --import @concord/runtime/register`, replaces it with one that is, running the same command
- * line. OpenTelemetry traces a gRPC client only if it patched @grpc/grpc-js before the client's class
- * was built (see startTelemetry), and by the time a command runs this CLI has loaded grpc-js and the
- * generated clients. execve keeps the pid, so the signals of a supervisor (or of tini in the image)
- * still reach the role. CONCORD_SERVICE_NAME names the role's service, as `npm start` does.
+ * Replaces this process with one started as a server should be, running the same command line:
+ * with the server's node flags it lacks (CONCORD_NODE_FLAGS, by default
+ * --initial-old-space-size=128; @concord/runtime's node-flags.ts says why) and, when the OTEL_*
+ * variables ask for traces, with `--import @concord/runtime/register`. OpenTelemetry traces a gRPC
+ * client only if it patched @grpc/grpc-js before the client's class was built (see
+ * startTelemetry), and by the time a command runs this CLI has loaded grpc-js and the generated
+ * clients. execve keeps the pid, so the signals of a supervisor (or of tini in the image) still
+ * reach the role. CONCORD_SERVICE_NAME names the role's service, as `npm start` does.
  */
-async function reexecWithTelemetryFirst(role: string, io: ProgramIo): Promise<void> {
-  const { isEntryPoint, telemetryRequested } = await import('@concord/runtime');
-  if (!telemetryRequested(io.env)) return;
+async function relaunchAsServer(role: string, io: ProgramIo): Promise<void> {
+  const { definedEnv, isEntryPoint, missingNodeFlags, serverNodeFlags, telemetryRequested } = await import('@concord/runtime');
   const register = import.meta.resolve('@concord/runtime/register');
-  if (importsAtStart(register)) return;
+  const withTelemetry = telemetryRequested(io.env) && !importsAtStart(register);
+  const flags = missingNodeFlags(serverNodeFlags(io.env), process.execArgv);
+  if (!withTelemetry && flags.length === 0) return;
   // Only the `concord` command itself is replaced, never a program that embeds buildProgram.
   const cliEntryPoints = [new URL('../bin/concord.js', import.meta.url).href, new URL('./main.js', import.meta.url).href];
   if (!cliEntryPoints.some((url) => isEntryPoint(url))) return;
   if (typeof process.execve !== 'function') {
+    const missing = [...flags, ...(withTelemetry ? ['--import', '@concord/runtime/register'] : [])].join(' ');
     io.stderr.write(
-      `concord serve: Node ${process.version} cannot restart itself with OpenTelemetry loaded first, so outgoing gRPC calls ` +
-        'are not traced; start it as node --import @concord/runtime/register <concord> serve ...\n',
+      `concord serve: Node ${process.version} cannot restart itself with ${missing}` +
+        (withTelemetry ? ', so outgoing gRPC calls are not traced' : '') +
+        `; start it as node ${missing} <concord> serve ...\n`,
     );
     return;
   }
-  const env: Record<string, string> = {};
-  for (const [name, value] of Object.entries(io.env)) if (value !== undefined) env[name] = value;
-  env['CONCORD_SERVICE_NAME'] ??= `concord-${role}`;
-  process.execve(process.execPath, [process.execPath, ...process.execArgv, '--import', register, ...process.argv.slice(1)], env);
+  const env = definedEnv(io.env);
+  if (withTelemetry) env['CONCORD_SERVICE_NAME'] ??= `concord-${role}`;
+  const telemetryArgs = withTelemetry ? ['--import', register] : [];
+  process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, ...telemetryArgs, ...process.argv.slice(1)], env);
 }
 
 /** Whether node was started with --import of `register` (as a URL, a path or the package specifier). */

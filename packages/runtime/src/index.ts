@@ -28,6 +28,14 @@ export {
 } from './server.js';
 export type { ServiceBinding, ConcordServerOptions, UnaryHandler, ServerStreamHandler, ServerCall } from './server.js';
 export { runRole, isEntryPoint, runRoleAsEntryPoint, EXIT_USAGE, EXIT_FAILURE } from './role-main.js';
+export {
+  DEFAULT_SERVER_NODE_FLAGS,
+  NODE_FLAGS_ENV,
+  serverNodeFlags,
+  missingNodeFlags,
+  relaunchWithServerNodeFlags,
+  definedEnv,
+} from './node-flags.js';
 export type { RoleDefinition, RunningNode } from './role-main.js';
 export {
   Metrics,

@@ -6,6 +6,7 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { formatOptionsHelp, OptionsError, type OptionSources, type OptionSpec } from './options.js';
 import { createLogger, type Logger } from './logging.js';
+import { relaunchWithServerNodeFlags } from './node-flags.js';
 import { onShutdownSignals } from './server.js';
 import { startTelemetry } from './telemetry.js';
 
@@ -92,8 +93,20 @@ export function isEntryPoint(moduleUrl: string): boolean {
   }
 }
 
-/** Runs a role as the process's entry point, turning an unexpected failure into exit status 1. */
+/**
+ * Runs a role as the process's entry point, turning an unexpected failure into exit status 1. A
+ * process started without the server's node flags (node-flags.ts) is first replaced by one started
+ * with them; a CONCORD_NODE_FLAGS that is no list of flags exits with status 2.
+ */
 export function runRoleAsEntryPoint(run: () => Promise<void>, role: string): void {
+  if (!process.argv.includes('--help') && !process.argv.includes('-h')) {
+    try {
+      relaunchWithServerNodeFlags(role);
+    } catch (error) {
+      process.stderr.write(`concord ${role}: ${error instanceof Error ? error.message : String(error)}\n`);
+      process.exit(EXIT_USAGE);
+    }
+  }
   run().catch((error: unknown) => {
     process.stderr.write(`concord ${role}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
     process.exit(EXIT_FAILURE);

@@ -1,7 +1,7 @@
 // The shard role as a process: what the local launcher and the cross-process tests rely on.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -70,6 +70,9 @@ describe('shard main', () => {
       assert.equal(serving['group_id'], 'g1');
       assert.equal(serving['member_id'], 'g1-0');
       assert.equal(serving['engine'], 'single');
+      // Started without them, it restarted itself (same pid) with the server's node flags.
+      const commandLine = execFileSync('ps', ['-o', 'args=', '-p', String(child.pid)], { encoding: 'utf8' });
+      assert.ok(commandLine.includes(`--initial-old-space-size=128 ${MAIN}`), commandLine);
       assert.match(String(serving['address']), /^127\.0\.0\.1:\d+$/);
       assert.notEqual(serving['address'], '127.0.0.1:0');
 
