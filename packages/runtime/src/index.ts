@@ -56,6 +56,7 @@ export type {
   Histogram,
   HotCounter,
   HotHistogram,
+  SampledGauge,
   HotCounterChild,
   HotHistogramChild,
 } from './metrics.js';

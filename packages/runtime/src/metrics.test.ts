@@ -144,3 +144,26 @@ test('hot metrics print exactly as prom-client prints the same observations', as
   assert.throws(() => hotHistogram.child({ service: 'a' } as never), /label code is missing/);
   assert.throws(() => hot.histogram({ name: 'concord_test_seconds', buckets, ...spec }), /already defined/);
 });
+
+test('a sampled gauge reads its functions at each scrape, as prom-client prints a gauge; a removed series is gone', async () => {
+  const sampled = new Metrics();
+  const spec = { name: 'concord_test_bytes', help: 'h', labelNames: ['group', 'kind'] as const };
+  const gauge = sampled.sampledGauge(spec);
+  let live = 10;
+  const removeLive = gauge.sample({ group: 'g1', kind: 'live' }, () => live);
+  gauge.sample({ group: 'g1', kind: 'dead' }, () => 3);
+  const printed = async (values: [string, number][]): Promise<string> => {
+    const reference = new Metrics();
+    const referenceGauge = reference.gauge(spec);
+    for (const [kind, value] of values) referenceGauge.set({ group: 'g1', kind }, value);
+    return reference.exposition();
+  };
+  assert.equal(await sampled.exposition(), await printed([['live', 10], ['dead', 3]]));
+  live = 42;
+  assert.equal(await sampled.exposition(), await printed([['live', 42], ['dead', 3]]));
+  gauge.sample({ group: 'g1', kind: 'dead' }, () => 7);
+  removeLive();
+  assert.equal(await sampled.exposition(), await printed([['dead', 7]]));
+  assert.equal(sampled.sampledGauge(spec), gauge);
+  assert.throws(() => sampled.gauge(spec), /already defined as sampled gauge/);
+});

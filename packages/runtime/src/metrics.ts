@@ -39,7 +39,7 @@ export interface HistogramSpec<Label extends string> extends MetricSpec<Label> {
   buckets: readonly number[];
 }
 
-type AnyMetric = Counter<string> | Gauge<string> | Histogram<string> | HotCounter<string> | HotHistogram<string>;
+type AnyMetric = Counter<string> | Gauge<string> | Histogram<string> | HotCounter<string> | HotHistogram<string> | SampledGauge<string>;
 
 /** One series of a metric as prom-client's registry prints it. */
 interface SeriesValue {
@@ -173,6 +173,41 @@ export class HotHistogram<Label extends string> extends HotMetric<Label, Histogr
   }
 }
 
+class SampledSeries {
+  constructor(
+    readonly labels: Readonly<Record<string, string>>,
+    public read: () => number,
+  ) {}
+}
+
+/**
+ * A gauge read when the registry is scraped: each child is a function (the size of a store, say),
+ * so the code that owns the value updates nothing. `sample` binds a set of label values to a
+ * function (replacing the one bound before); the function it returns removes the series, unless a
+ * later `sample` has bound it again.
+ */
+export class SampledGauge<Label extends string> extends HotMetric<Label, SampledSeries> {
+  readonly type = 'gauge';
+
+  sample(labels: Readonly<Record<Label, string>>, read: () => number): () => void {
+    const series = this.seriesFor(labels);
+    series.read = read;
+    return () => {
+      // Unless another sample has taken the series over since.
+      if (series.read !== read) return;
+      for (const [key, value] of this.series) if (value === series) this.series.delete(key);
+    };
+  }
+
+  protected newSeries(labels: Readonly<Record<string, string>>): SampledSeries {
+    return new SampledSeries(labels, () => 0);
+  }
+
+  protected values(): SeriesValue[] {
+    return [...this.series.values()].map((series) => ({ labels: series.labels, value: series.read() }));
+  }
+}
+
 /** A counter for hot paths: see HotHistogram. */
 export class HotCounter<Label extends string> extends HotMetric<Label, CounterSeries> {
   readonly type = 'counter';
@@ -239,7 +274,12 @@ export class Metrics {
     return this.getOrCreate(spec, shape, () => this.register(new HotHistogram(spec.name, spec.help, [...spec.labelNames], [...spec.buckets]))) as HotHistogram<Label>;
   }
 
-  private register<M extends HotCounter<string> | HotHistogram<string>>(metric: M): M {
+  /** A gauge whose series are functions read at each scrape (SampledGauge). */
+  sampledGauge<Label extends string>(spec: MetricSpec<Label>): SampledGauge<Label> {
+    return this.getOrCreate(spec, 'sampled gauge', () => this.register(new SampledGauge(spec.name, spec.help, [...spec.labelNames]))) as SampledGauge<Label>;
+  }
+
+  private register<M extends HotCounter<string> | HotHistogram<string> | SampledGauge<string>>(metric: M): M {
     // prom-client's registry reads any object with a name, help, type, aggregator and get().
     this.registry.registerMetric(metric as unknown as Parameters<Registry['registerMetric']>[0]);
     return metric;

@@ -133,6 +133,12 @@ export class KvStateMachine implements StateMachine<ShardCommandResult> {
     return this.store.size;
   }
 
+  /** Bytes of the store's records: live, and dead (overwritten or deleted, not reclaimed yet). */
+  get storeBytes(): { live: number; dead: number } {
+    const { live, dead } = this.store.bytes;
+    return { live, dead };
+  }
+
   /**
    * The entries of a prefix or range in key order (UTF-8 byte order), lazily. The view is taken
    * when scan() is called: writes applied while the caller iterates (e.g. between the batches of a

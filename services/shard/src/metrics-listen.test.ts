@@ -8,10 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { OptionsError, createLogger } from '@concord/runtime';
+import { OptionsError, createLogger, processMetrics } from '@concord/runtime';
 import { compileShardOptions } from './options.js';
 import { startShardNode } from './shard-node.js';
-import { freePorts, testShardOptions } from './testing.js';
+import { Shard, freePorts, keysOwnedBy, testShardOptions } from './testing.js';
 
 const MAIN = fileURLToPath(new URL('./main.js', import.meta.url));
 const STARTUP_TIMEOUT_MS = 15_000;
@@ -90,6 +90,43 @@ describe('shard --metrics-listen', () => {
       } finally {
         await node.stop();
       }
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("exports the state machine's keys and record bytes, read at each scrape, until the replica stops", async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'concord-shard-metrics-'));
+    const logger = createLogger({ service: 'shard-test', level: 'silent' });
+    const sample = async (): Promise<{ keys?: number; live?: number; dead?: number }> => {
+      const body = await processMetrics().exposition();
+      const read = (pattern: RegExp): number | undefined => {
+        const match = pattern.exec(body);
+        return match === null ? undefined : Number(match[1]);
+      };
+      return {
+        keys: read(/^concord_shard_store_keys\{group="g1",member="g1-0"\} (\d+)$/m),
+        live: read(/^concord_shard_store_bytes\{group="g1",member="g1-0",kind="live"\} (\d+)$/m),
+        dead: read(/^concord_shard_store_bytes\{group="g1",member="g1-0",kind="dead"\} (\d+)$/m),
+      };
+    };
+    try {
+      const node = await startShardNode(testShardOptions({ dataDir, engine: 'single' }), logger);
+      const shard = new Shard(node.address);
+      try {
+        assert.deepEqual(await sample(), { keys: 0, live: 0, dead: 0 });
+        // Records of 16 bytes of header, a key of 7 bytes and the value (off-heap-store.ts).
+        const keys = keysOwnedBy('g1', 'm/', 3);
+        for (const key of keys) await shard.put({ key, value: Buffer.alloc(1000, 1) });
+        assert.deepEqual(await sample(), { keys: 3, live: 3 * 1023, dead: 0 });
+        await shard.put({ key: keys[0]!, value: Buffer.alloc(10, 2) });
+        await shard.delete({ key: keys[1]! });
+        assert.deepEqual(await sample(), { keys: 2, live: 1023 + 33, dead: 2 * 1023 });
+      } finally {
+        shard.close();
+        await node.stop();
+      }
+      assert.deepEqual(await sample(), { keys: undefined, live: undefined, dead: undefined });
     } finally {
       await rm(dataDir, { recursive: true, force: true });
     }

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ShardService, type ShardCommandResult } from '@concord/proto/shard';
 import { BootstrapGuard, ConsensusPeerService, GrpcRaftTransport, RaftGroup, SingleGroup, type ConsensusGroup } from '@concord/consensus';
 import { HashRing } from '@concord/ring';
-import { ConcordServer, channelCredentials, startMetricsServer, type Logger, type MetricsServer, type ServiceBinding } from '@concord/runtime';
+import { ConcordServer, channelCredentials, processMetrics, startMetricsServer, type Logger, type Metrics, type MetricsServer, type ServiceBinding } from '@concord/runtime';
 import { KvStateMachine } from './kv-state-machine.js';
 import type { ShardOptions } from './options.js';
 import { SHARD_SERVICE_NAME, ShardHandlers, createShardServer } from './shard-service.js';
@@ -98,6 +98,7 @@ async function startServing(options: ShardOptions, logger: Logger, metricsServer
     throw error;
   }
   handlers.attachGroup(group);
+  const stopSampling = sampleStore(processMetrics(), options, stateMachine);
   server.setServing(SHARD_SERVICE_NAME, true);
   logger.debug(
     { group_id: options.groupId, engine: group.engine, applied_index: group.status().appliedIndex, key_count: stateMachine.keyCount },
@@ -130,6 +131,7 @@ async function startServing(options: ShardOptions, logger: Logger, metricsServer
           await guard?.close();
         } finally {
           // Last, so a scrape during the drain still sees this replica.
+          stopSampling();
           await metricsServer?.close();
         }
       })();
@@ -203,4 +205,30 @@ function refuseOtherEngineData(options: ShardOptions): void {
     `${options.dataDir} holds data of the ${other} engine (${found.join(', ')}), and this replica runs --engine ${options.engine}: ` +
       `run it with --engine ${other}, or point --data-dir at an empty folder`,
   );
+}
+
+/**
+ * concord_shard_store_keys and concord_shard_store_bytes of this replica, read from its state
+ * machine at each scrape (docs/metrics.md). Returns what removes them.
+ */
+function sampleStore(metrics: Metrics, options: ShardOptions, stateMachine: KvStateMachine): () => void {
+  const labels = { group: options.groupId, member: options.memberId };
+  const keys = metrics.sampledGauge({
+    name: 'concord_shard_store_keys',
+    help: "Keys in this replica's state machine.",
+    labelNames: ['group', 'member'],
+  });
+  const bytes = metrics.sampledGauge({
+    name: 'concord_shard_store_bytes',
+    help: "Bytes of the records in this replica's state machine, off the JavaScript heap: live, and dead (overwritten or deleted, not reclaimed yet).",
+    labelNames: ['group', 'member', 'kind'],
+  });
+  const removers = [
+    keys.sample(labels, () => stateMachine.keyCount),
+    bytes.sample({ ...labels, kind: 'live' }, () => stateMachine.storeBytes.live),
+    bytes.sample({ ...labels, kind: 'dead' }, () => stateMachine.storeBytes.dead),
+  ];
+  return () => {
+    for (const remove of removers) remove();
+  };
 }
