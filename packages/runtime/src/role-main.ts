@@ -6,7 +6,7 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { formatOptionsHelp, OptionsError, type OptionSources, type OptionSpec } from './options.js';
 import { createLogger, type Logger } from './logging.js';
-import { relaunchWithServerNodeFlags } from './node-flags.js';
+import { DEFAULT_SERVER_NODE_FLAGS, NODE_FLAGS_ENV, relaunchWithServerNodeFlags } from './node-flags.js';
 import { onShutdownSignals } from './server.js';
 import { startTelemetry } from './telemetry.js';
 
@@ -35,13 +35,19 @@ export interface RoleDefinition<Options extends { logLevel: string; memberId: st
   servingFields(node: Node, options: Options): Record<string, unknown>;
 }
 
+const NODE_FLAGS_HELP = `
+Node flags (env ${NODE_FLAGS_ENV}; default ${DEFAULT_SERVER_NODE_FLAGS.join(' ')}): the flags of node this
+process runs with, separated by spaces; empty for none. Started without them, it restarts itself with
+them (same pid and arguments); a flag of the same name given to node by hand wins.
+`;
+
 export async function runRole<Options extends { logLevel: string; memberId: string }, Node extends RunningNode>(
   definition: RoleDefinition<Options, Node>,
   argv: string[],
   env: NodeJS.ProcessEnv,
 ): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
-    process.stdout.write(definition.usage + formatOptionsHelp(definition.specs));
+    process.stdout.write(definition.usage + formatOptionsHelp(definition.specs) + NODE_FLAGS_HELP);
     return;
   }
   let options: Options;

@@ -152,5 +152,6 @@ describe('shard main', () => {
     assert.equal(exit.code, 0);
     assert.match(exit.stdout, /^Usage: concord serve shard/);
     assert.match(exit.stdout, /--snapshot-every <int>\n.*\n.*env CONCORD_SNAPSHOT_EVERY; default 10000/);
+    assert.match(exit.stdout, /Node flags \(env CONCORD_NODE_FLAGS; default --initial-old-space-size=128\)/);
   });
 });
