@@ -133,6 +133,15 @@ if (leftovers.length > 0) {
 }
 
 const node = pinnedNode();
+// Given up front, so a member need not restart itself to get them (packages/runtime/src/node-flags.ts).
+const { serverNodeFlags } = await import('@concord/runtime/node-flags');
+let nodeFlags;
+try {
+  nodeFlags = serverNodeFlags(process.env);
+} catch (error) {
+  console.error(`concord: ${error.message}`);
+  process.exit(1);
+}
 const startedAt = new Date().toISOString();
 let shuttingDown = false;
 let started = false;
@@ -244,7 +253,7 @@ function launch(member) {
   try {
     // Its own process group: Ctrl-C in the terminal reaches only this supervisor, which then
     // stops every process gracefully, one SIGTERM each.
-    child = spawn(node, ['--import', '@concord/runtime/register', join(root, spec.script), ...spec.args], {
+    child = spawn(node, [...nodeFlags, '--import', '@concord/runtime/register', join(root, spec.script), ...spec.args], {
       cwd: root,
       env: childEnv({ CONCORD_SERVICE_NAME: spec.serviceName, ...(jaeger?.otelEnv ?? {}) }),
       stdio: ['ignore', out, 'pipe'],

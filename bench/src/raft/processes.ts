@@ -6,6 +6,7 @@ import { createWriteStream, existsSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { serverNodeFlags } from '@concord/runtime/node-flags';
 
 const SHARD_MAIN = fileURLToPath(new URL('../../../services/shard/dist/main.js', import.meta.url));
 export const ETCD_BINARY = '/usr/bin/etcd';
@@ -104,7 +105,9 @@ export async function startConcordGroup(
   const addresses = new Map<string, string>();
   const metrics = new Map<string, string>();
   for (const { id, address, metrics: metricsAddress } of members) {
-    const nodeArgs = cpuProfDir === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=concord-${id}.cpuprofile`];
+    // The server's node flags up front, so a replica need not restart itself to get them.
+    const nodeArgs = [...serverNodeFlags(process.env)];
+    if (cpuProfDir !== undefined) nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`, `--cpu-prof-name=concord-${id}.cpuprofile`);
     const args = [...nodeArgs, SHARD_MAIN, '--engine', 'raft', '--group-id', 'g1', '--member-id', id, '--listen', address, '--peers', peers];
     args.push('--data-dir', join(dataDir, id), '--ring-groups', 'g1', '--metrics-listen', metricsAddress, '--snapshot-every', String(snapshotEvery));
     set.start(`concord-${id}`, process.execPath, args, logDir);
