@@ -19,6 +19,7 @@ export type { TelemetryHandle, GrpcMethodPattern } from './telemetry.js';
 export {
   ConcordServer,
   unary,
+  unaryHandlerOf,
   serverStream,
   onShutdownSignals,
   callSignal,

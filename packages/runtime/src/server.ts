@@ -125,6 +125,15 @@ export function unary<Req, Res>(handler: UnaryHandler<Req, Res>): grpc.handleUna
   return Object.assign(adapted, { [DIRECT_HANDLER]: handler as DirectHandler });
 }
 
+/**
+ * The async handler under a grpc-js handler made by unary(), or undefined for any other handler. A
+ * wrapper (the coordinator's forwarder) that hands calls on to such a handler can itself be made
+ * with unary(), so that ConcordServer keeps answering the method directly.
+ */
+export function unaryHandlerOf<Req, Res>(handler: grpc.handleUnaryCall<Req, Res>): UnaryHandler<Req, Res> | undefined {
+  return (handler as { [DIRECT_HANDLER]?: UnaryHandler<Req, Res> })[DIRECT_HANDLER];
+}
+
 /** Adapts an async-iterable handler to grpc-js with backpressure and error mapping. */
 export function serverStream<Req, Res>(handler: ServerStreamHandler<Req, Res>): grpc.handleServerStreamingCall<Req, Res> {
   return (call) => {

@@ -2,10 +2,10 @@
 // wrapped, and a "leader" that records what reaches it.
 import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
-import { Metadata, credentials, status, type ServiceError as GrpcError } from '@grpc/grpc-js';
+import { Metadata, credentials, status, type ServiceError as GrpcError, type handleUnaryCall } from '@grpc/grpc-js';
 import { ReadConsistency } from '@concord/proto/common';
 import { KVClient, KVService, type DeleteResponse, type GetResponse, type KVServer, type PutResponse, type ScanResponse } from '@concord/proto/kv';
-import { CLIENT_CHANNEL_OPTIONS, ConcordServer, ServiceError, callSignal, serverStream, unary } from '@concord/runtime';
+import { CLIENT_CHANNEL_OPTIONS, ConcordServer, ServiceError, callSignal, serverStream, unary, unaryHandlerOf } from '@concord/runtime';
 import { LeaderForwarder, METADATA_FORWARDED_FROM, NO_META_LEADER_MESSAGE } from './forwarding.js';
 import type { MetaLeader } from './meta/meta-group.js';
 import { eventually, messages, testLogger } from './testing.js';
@@ -25,6 +25,11 @@ function recordingKv(who: string, arrivals: Arrival[], cancelled: string[]): KVS
   return {
     get: unary(async (request, call) => {
       note('get', call);
+      if (request.key === 'hang') {
+        const signal = callSignal(call);
+        await new Promise<void>((resolve) => (signal.aborted ? resolve() : signal.addEventListener('abort', () => resolve())));
+        cancelled.push('get');
+      }
       return { found: true, value: Buffer.from(`${who}:${request.key}`), version: 7 };
     }),
     put: unary(async (request, call) => {
@@ -113,6 +118,19 @@ describe('LeaderForwarder', () => {
 
     await get();
     assert.equal(arrivals[1]?.deadline, Infinity, 'no deadline stays no deadline');
+  });
+
+  it('keeps a unary() method on the direct path, and a unary call the client cancels ends at the leader too', async () => {
+    const wrapped = forwarder.wrap(KVService, recordingKv('follower', [], []));
+    assert.ok(unaryHandlerOf(wrapped['get'] as handleUnaryCall<unknown, unknown>), 'a forwarded unary() method is still answered directly');
+    const plain = forwarder.wrap(KVService, { ...recordingKv('follower', [], []), get: (_call: unknown, callback: (error: null, response: GetResponse) => void) => callback(null, { found: false, value: Buffer.alloc(0), version: 0 }) });
+    assert.equal(unaryHandlerOf(plain['get'] as handleUnaryCall<unknown, unknown>), undefined, 'a plain grpc-js handler stays with grpc-js');
+
+    cancelled.length = 0;
+    const call = client.get({ key: 'hang', consistency: ReadConsistency.READ_CONSISTENCY_UNSPECIFIED }, () => {});
+    await eventually('the hanging get reaches the leader', () => arrivals.some((arrival) => arrival.method === 'get'));
+    call.cancel();
+    await eventually("the leader's get is cancelled", () => cancelled.includes('get'));
   });
 
   it('relays a failure with its status, message and trailing metadata', async () => {
