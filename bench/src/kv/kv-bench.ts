@@ -204,6 +204,7 @@ async function measure(options: KvBenchOptions, scenarios: readonly Scenario[], 
 
   const concordScenarios = scenarios.filter((scenario) => scenario.target === 'concord');
   let clusterShape: { engine: string; replicas_per_group: number; coordinators: number } | undefined;
+  let coordinatorCalled: string | undefined;
   if (concordScenarios.length > 0) {
     progress(`starting a local cluster: ${SHARD_GROUPS.length} shard groups (${options.engine}, fsync on) and a coordinator`);
     // The cluster harness gives the processes it starts this process's environment.
@@ -226,7 +227,12 @@ async function measure(options: KvBenchOptions, scenarios: readonly Scenario[], 
       coordinators: cluster.processNames.filter((name) => !shardProcesses.has(name)).length,
     };
     const pids = cluster.processNames.map((name) => `${name} ${cluster.pid(name)}`).join(', ');
-    progress(`cluster serving: coordinator ${cluster.coordinatorAddress}; data in ${cluster.dataDir}; pids ${pids}`);
+    // The client calls the meta group's leader, which serves every call itself: through a follower
+    // each call would take one more hop (forwarded to the leader), and which coordinator leads
+    // differs from run to run (docs/performance.md).
+    const coordinator = cluster.metaGroup ? await cluster.metaLeader() : { name: cluster.coordinatorNames[0]!, address: cluster.coordinatorAddress };
+    coordinatorCalled = coordinator.name;
+    progress(`cluster serving: the client calls coordinator ${coordinator.name} at ${coordinator.address}; data in ${cluster.dataDir}; pids ${pids}`);
 
     const value = randomBytes(VALUE_BYTES);
     let nextWriteKey = 0;
@@ -234,7 +240,7 @@ async function measure(options: KvBenchOptions, scenarios: readonly Scenario[], 
     let readKeysWritten = false;
     for (const scenario of concordScenarios) {
       if (scenario.op === 'get' && !readKeysWritten) {
-        await writeReadKeys(cluster.coordinatorAddress, options, value);
+        await writeReadKeys(coordinator.address, options, value);
         readKeysWritten = true;
       }
       const leadersBefore = await leadership(cluster);
@@ -242,7 +248,7 @@ async function measure(options: KvBenchOptions, scenarios: readonly Scenario[], 
         cluster.processNames.map((name) => ({ role: cpuRole(cluster, name, leadersBefore), pid: cluster.pid(name) })),
       );
       // Connecting (and loading the ring) gets the SDK's default deadline; requests get --deadline-ms.
-      const client = await ConcordClient.connect({ address: cluster.coordinatorAddress, routing: scenario.routing });
+      const client = await ConcordClient.connect({ address: coordinator.address, routing: scenario.routing });
       const call = { deadlineMs: options.deadlineMs };
       try {
         const operation =
@@ -298,6 +304,7 @@ async function measure(options: KvBenchOptions, scenarios: readonly Scenario[], 
       engine: clusterShape?.engine ?? options.engine,
       replicas_per_group: clusterShape?.replicas_per_group ?? null,
       coordinators: clusterShape?.coordinators ?? null,
+      coordinator_called: coordinatorCalled ?? null,
       fsync: true,
       get_consistency: 'linearizable',
       read_keys: options.readKeys,
