@@ -120,11 +120,11 @@ describe('LeaderForwarder', () => {
     assert.equal(arrivals[1]?.deadline, Infinity, 'no deadline stays no deadline');
   });
 
-  it('keeps a unary() method on the direct path, and a unary call the client cancels ends at the leader too', async () => {
+  it('keeps a unary() method on the direct path (and refuses any other), and a unary call the client cancels ends at the leader too', async () => {
     const wrapped = forwarder.wrap(KVService, recordingKv('follower', [], []));
     assert.ok(unaryHandlerOf(wrapped['get'] as handleUnaryCall<unknown, unknown>), 'a forwarded unary() method is still answered directly');
-    const plain = forwarder.wrap(KVService, { ...recordingKv('follower', [], []), get: (_call: unknown, callback: (error: null, response: GetResponse) => void) => callback(null, { found: false, value: Buffer.alloc(0), version: 0 }) });
-    assert.equal(unaryHandlerOf(plain['get'] as handleUnaryCall<unknown, unknown>), undefined, 'a plain grpc-js handler stays with grpc-js');
+    const plainGet = (_call: unknown, callback: (error: null, response: GetResponse) => void) => callback(null, { found: false, value: Buffer.alloc(0), version: 0 });
+    assert.throws(() => forwarder.wrap(KVService, { ...recordingKv('follower', [], []), get: plainGet }), /KV\/Get: forwarding needs a handler made with unary\(\)/);
 
     cancelled.length = 0;
     const call = client.get({ key: 'hang', consistency: ReadConsistency.READ_CONSISTENCY_UNSPECIFIED }, () => {});

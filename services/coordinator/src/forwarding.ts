@@ -130,38 +130,25 @@ export class LeaderForwarder {
     local: grpc.handleUnaryCall<unknown, unknown>,
     policy: ForwardingPolicy,
   ): grpc.handleUnaryCall<unknown, unknown> {
-    // A method made with unary() stays one: ConcordServer then answers it straight off HTTP/2
-    // (the runtime's direct-unary.ts) whether this member serves it or forwards it, instead of
-    // through grpc-js's call machinery.
+    // Made with unary() and wrapped with unary(): ConcordServer answers the method straight off
+    // HTTP/2 (the runtime's direct-unary.ts) whether this member serves it or forwards it.
     const localHandler = unaryHandlerOf(local);
-    if (localHandler !== undefined) {
-      return unary((request, call) => {
-        const route = this.route(name, call, policy);
-        if (route.kind === 'local') return localHandler(request, call);
-        if (route.kind === 'refuse') throw route.error;
-        return new Promise((resolve, reject) => {
-          this.forwardUnary(route, method, request, call, (error, response) => {
-            if (error !== null && error.code === grpc.status.UNAVAILABLE && policy.localWithoutLeader?.(name) === true) {
-              resolve(localHandler(request, call));
-            } else if (error !== null) reject(this.leaderUnreachable(route, error) ?? error);
-            else resolve(response);
-          });
+    if (localHandler === undefined) throw new Error(`${method.path}: forwarding needs a handler made with unary()`);
+    return unary((request, call) => {
+      const route = this.route(name, call, policy);
+      if (route.kind === 'local') return localHandler(request, call);
+      if (route.kind === 'refuse') throw route.error;
+      return new Promise((resolve, reject) => {
+        this.forwardUnary(route, method, request, call, (error, response) => {
+          // The leader this member knows is gone and it has not noticed yet: a method that may
+          // answer without a leader does, rather than fail.
+          if (error !== null && error.code === grpc.status.UNAVAILABLE && policy.localWithoutLeader?.(name) === true) {
+            resolve(localHandler(request, call));
+          } else if (error !== null) reject(this.leaderUnreachable(route, error) ?? error);
+          else resolve(response);
         });
       });
-    }
-    return (call, callback) => {
-      const route = this.route(name, call, policy);
-      if (route.kind === 'local') return local(call, callback);
-      if (route.kind === 'refuse') return callback(toStatusObject(route.error));
-      this.forwardUnary(route, method, call.request, call, (error, response) => {
-        if (call.cancelled) return;
-        // The leader this member knows is gone and it has not noticed yet: a method that may
-        // answer without a leader does, rather than fail.
-        if (error !== null && error.code === grpc.status.UNAVAILABLE && policy.localWithoutLeader?.(name) === true) return local(call, callback);
-        if (error !== null) callback(toStatusObject(this.leaderUnreachable(route, error) ?? error));
-        else callback(null, response);
-      });
-    };
+    });
   }
 
   /** Sends a unary call on to the leader with the client's metadata, deadline and cancellation. */
